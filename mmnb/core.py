@@ -26,6 +26,9 @@ __all__ = ['DTYPES', 'RECORD_MIME', 'atomic_path', 'atomic_write', 'save_json', 
            'load_params', 'seed_everything', 'get_device', 'get_dtype', 'config_hash', 'record', 'run_row', 'collect']
 
 # %% ../nbs/00_core.ipynb #c006
+_UMASK = os.umask(0); os.umask(_UMASK)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     "Yield a temp path beside `path`; rename it onto `path` only if the block succeeds."
@@ -36,6 +39,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tmp)
     try:
         yield tmp
+        if tmp.exists(): tmp.chmod(0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual permissions
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -205,9 +209,14 @@ def _records(nb: dict) -> dict:
     return out
 
 
+def _is_error(o: dict) -> bool:
+    "An error output, except `sys.exit(0)`/`sys.exit()`, which papermill treats as success."
+    return o.get("output_type") == "error" and not (o.get("ename") == "SystemExit" and o.get("evalue") in ("0", "", "None"))
+
+
 def _status(nb: dict) -> str:
     pm = nb.get("metadata", {}).get("papermill", {})
-    errored = pm.get("exception") or any(o.get("output_type") == "error" for c in nb.get("cells", []) for o in c.get("outputs", []))
+    errored = pm.get("exception") or any(_is_error(o) for c in nb.get("cells", []) for o in c.get("outputs", []))
     if errored: return "failed"
     return "ok" if pm.get("end_time") or not pm else "incomplete"
 
