@@ -20,9 +20,9 @@ from tqdm.auto import tqdm
 from .core import load_json, save_json, seed_everything
 
 # %% auto #0
-__all__ = ['SCHEDULES', 'PRECISIONS', 'BACKENDS', 'STATE_FILE', 'TrainConfig', 'accelerator_kwargs', 'lr_factor', 'epoch_seed',
-           'EpochSampler', 'batch_samples', 'batch_tokens', 'select_trainable', 'EMA', 'list_checkpoints',
-           'resolve_checkpoint', 'check_resumable', 'save_checkpoint', 'fit', 'write_metrics']
+__all__ = ['SCHEDULES', 'PRECISIONS', 'BACKENDS', 'STATE_FILE', 'TrainConfig', 'multi_cpu', 'process_state', 'accelerator_kwargs',
+           'lr_factor', 'epoch_seed', 'EpochSampler', 'batch_samples', 'batch_tokens', 'select_trainable', 'EMA',
+           'list_checkpoints', 'resolve_checkpoint', 'check_resumable', 'save_checkpoint', 'fit', 'write_metrics']
 
 # %% ../nbs/04_train.ipynb #c008
 SCHEDULES = ("constant", "linear", "cosine")
@@ -110,11 +110,19 @@ def _checked(f: dataclasses.Field, v):
     raise ValueError(f"train.{f.name} should be {' or '.join(names)}, got {type(v).__name__} {v!r}")
 
 # %% ../nbs/04_train.ipynb #c013
+def multi_cpu() -> bool:
+    "Under torchrun without CUDA accelerate needs `cpu=True` to join one (gloo) group instead of running N copies."
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+
+
+def process_state() -> PartialState:
+    "The processes `fit` will run in (rank, world size, device), for code that runs before `fit` (it must agree on `cpu`)."
+    return PartialState(cpu=multi_cpu())
+
+
 def accelerator_kwargs(cfg: TrainConfig) -> dict:
     "Keyword arguments for `Accelerator`: precision, gradient accumulation, and the FSDP or DeepSpeed plugin."
-    # under torchrun without CUDA, accelerate needs cpu=True to join one (gloo) group instead of running N copies
-    multi_cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
-    kw = dict(cpu=multi_cpu, mixed_precision=cfg.mixed_precision, step_scheduler_with_optimizer=False,
+    kw = dict(cpu=multi_cpu(), mixed_precision=cfg.mixed_precision, step_scheduler_with_optimizer=False,
               gradient_accumulation_plugin=GradientAccumulationPlugin(num_steps=cfg.grad_accum, sync_with_dataloader=False))
     if cfg.distributed == "fsdp": kw["fsdp_plugin"] = FullyShardedDataParallelPlugin(**cfg.fsdp)
     if cfg.distributed == "deepspeed":

@@ -14,14 +14,13 @@ from pathlib import Path
 import pandas as pd
 import torch
 import torch.distributed as dist
-from accelerate import PartialState
 from tqdm.auto import tqdm
 
 from .core import Params, atomic_path, config_hash, load_params, save_json, seed_everything
 from .data import Sample, image_root, load_image, load_split
 from .metrics import get_metric
 from .models import SIZES, add_lora, generate, load_vlm, prepare_inputs, save_adapter, save_weights
-from .train import fit, list_checkpoints, write_metrics
+from .train import fit, list_checkpoints, process_state, write_metrics
 
 # %% auto #0
 __all__ = ['vqa_prompt', 'VQAItems', 'VQACollate', 'predict', 'score_predictions', 'run_vqa', 'parse_sets', 'main']
@@ -64,7 +63,7 @@ def _gather(preds: list[tuple[int, str]], n: int) -> list[str]:
 def predict(model, processor, samples: list[Sample], root: Path, template: str,
             batch_size: int = 16, max_new_tokens: int = 8) -> list[str]:
     "Greedy answers for `samples`, split across processes and gathered in order."
-    state = PartialState()
+    state = process_state()
     mine = list(range(state.process_index, len(samples), state.num_processes))
     answers = []
     for b in tqdm(range(0, len(mine), batch_size), desc="predict", disable=not state.is_main_process):
@@ -86,7 +85,7 @@ def score_predictions(samples: list[Sample], preds: list[str], metric: str = "ex
 def _model(p: Params):
     m = p.model
     overrides = SIZES[m.spec][m.size] if m.size != "tiny" else None
-    model, processor = load_vlm(m.spec, dtype=m.dtype, device=str(PartialState().device), seed=p.seed,
+    model, processor = load_vlm(m.spec, dtype=m.dtype, device=str(process_state().device), seed=p.seed,
                                 config_overrides=overrides, tokenizer=m.tokenizer)
     if m.lora.enabled:
         model = add_lora(model, r=m.lora.r, alpha=m.lora.alpha, dropout=m.lora.dropout, target_modules=m.lora.target_modules)
@@ -102,7 +101,7 @@ def _accuracy_by_type(df: pd.DataFrame, prefix: str) -> dict:
 def run_vqa(p: Params) -> dict:
     "Fine-tune `p.model` on `p.data`'s train split, answer its test split; metrics (rank 0 also writes files)."
     seed_everything(p.seed)
-    state = PartialState()
+    state = process_state()
     out = Path(p.work_dir) / "vqa" / config_hash(p)
     train_s, test_s = load_split(p.data.name, "train", p), load_split(p.data.name, "test", p)
     root = image_root(p.data.name, p)
