@@ -13,7 +13,6 @@ import string
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterable, Sequence
 
-from rouge_score import rouge_scorer
 from sacrebleu.metrics import BLEU
 from tqdm.auto import tqdm
 
@@ -158,7 +157,8 @@ def bleu(pred: str, refs: str | Sequence[str], tokenize: str = "13a") -> float:
 
 # %% ../nbs/03_metrics.ipynb #c039
 @functools.lru_cache(maxsize=None)
-def _rouge_l_scorer(use_stemmer: bool) -> rouge_scorer.RougeScorer:
+def _rouge_l_scorer(use_stemmer: bool):
+    from rouge_score import rouge_scorer  # imported on use: rouge-score ships only as an sdist, absent on some GPU images
     return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=use_stemmer)
 
 def rouge_l(pred: str, refs: str | Sequence[str], use_stemmer: bool = False) -> float:
