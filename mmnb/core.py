@@ -23,7 +23,8 @@ import yaml
 
 # %% auto #0
 __all__ = ['DTYPES', 'RECORD_MIME', 'atomic_path', 'atomic_write', 'save_json', 'load_json', 'ParamsError', 'Params',
-           'load_params', 'seed_everything', 'get_device', 'get_dtype', 'config_hash', 'record', 'run_row', 'collect']
+           'did_you_mean', 'load_params', 'seed_everything', 'get_device', 'get_dtype', 'config_hash', 'record',
+           'run_row', 'collect']
 
 # %% ../nbs/00_core.ipynb #c006
 _UMASK = os.umask(0); os.umask(_UMASK)
@@ -118,12 +119,17 @@ def _type_ok(new, old) -> bool:
     return isinstance(new, type(old))
 
 
+def did_you_mean(word, options) -> str:
+    "`\"; did you mean 'x'?\"` naming the option closest to `word`, or `''` when none is close: the tail of every 'unknown name' error."
+    near = difflib.get_close_matches(str(word), [str(o) for o in options], n=1)
+    return f"; did you mean '{near[0]}'?" if near else ""
+
+
 def _merge(base: dict, new: Mapping, src: str, prefix: str = "") -> None:
     for k, v in new.items():
         key = f"{prefix}{k}"
         if k not in base:
-            near = difflib.get_close_matches(str(k), [str(x) for x in base], n=1)
-            hint = f"; did you mean '{prefix}{near[0]}'?" if near else f"; valid keys here: {sorted(base)}"
+            hint = did_you_mean(k, base).replace("'", f"'{prefix}", 1) or f"; valid keys here: {sorted(base)}"
             raise ParamsError(f"{src}: unknown parameter {key!r}{hint}")
         old = base[k]
         if not _type_ok(v, old):

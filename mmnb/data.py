@@ -5,7 +5,6 @@
 # %% ../nbs/01_data.ipynb #c003
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import os
@@ -17,7 +16,7 @@ import numpy as np
 from PIL import Image, ImageDraw, UnidentifiedImageError
 from tqdm.auto import tqdm
 
-from .core import ParamsError, atomic_path, atomic_write, config_hash, load_json, save_json
+from .core import ParamsError, atomic_path, atomic_write, config_hash, did_you_mean, load_json, save_json
 
 # %% auto #0
 __all__ = ['SHAPE_COLOURS', 'SHAPE_KINDS', 'SHAPE_QTYPES', 'SHAPES_VERSION', 'SHAPES_DEFAULTS', 'DataError', 'Sample',
@@ -34,9 +33,6 @@ def _short(v, n=60) -> str:
     r = repr(v)
     return r if len(r) <= n else r[: n - 3] + "..."
 
-def _closest(word: str, options) -> str:
-    m = difflib.get_close_matches(word, list(options), n=1)
-    return f" (did you mean {m[0]!r}?)" if m else ""
 
 def _str_list(v) -> bool:
     return isinstance(v, list) and len(v) > 0 and all(isinstance(x, str) for x in v)
@@ -83,7 +79,7 @@ class Sample:
         if not isinstance(d, dict): raise DataError(f"{pre}expected a JSON object, got {type(d).__name__} {_short(d)}")
         names = [f.name for f in fields(cls)]
         for k in d:
-            if k not in names: raise DataError(f"{pre}unknown field {k!r}{_closest(k, names)}")
+            if k not in names: raise DataError(f"{pre}unknown field {k!r}{did_you_mean(k, names)}")
         for k in _REQUIRED:
             if k not in d: raise DataError(f"{pre}missing field {k!r}")
         try: return cls(**d)
@@ -200,7 +196,7 @@ def dataset_names() -> list[str]:
 def dataset_spec(name: str) -> DatasetSpec:
     "The registered `DatasetSpec` for `name`; an unknown name lists the valid ones."
     if name not in _DATASETS:
-        raise ValueError(f"unknown dataset {name!r}{_closest(name, _DATASETS)}; registered: {', '.join(dataset_names()) or 'none'}")
+        raise ValueError(f"unknown dataset {name!r}{did_you_mean(name, _DATASETS)}; registered: {', '.join(dataset_names()) or 'none'}")
     return _DATASETS[name]
 
 def load_split(name: str, split: str, params) -> list[Sample]:

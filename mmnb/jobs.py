@@ -7,7 +7,7 @@ __all__ = ['RUN_KEYS', 'JobsError', 'load_jobs', 'job_runs', 'run_parameters', '
            'latest_record', 'plan_job', 'new_record_path', 'execute_run', 'job_table', 'run_job', 'list_jobs', 'main']
 
 # %% ../nbs/05a_jobs.ipynb #c003
-import argparse, difflib, json, os, re, sys, time, traceback
+import argparse, json, os, re, sys, time, traceback
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -15,7 +15,7 @@ import nbformat, papermill, yaml
 import pandas as pd
 from papermill.exceptions import PapermillExecutionError
 
-from .core import atomic_write, collect, run_row
+from .core import atomic_write, collect, did_you_mean, run_row
 
 # %% ../nbs/05a_jobs.ipynb #c007
 RUN_KEYS = ("name", "notebook", "params", "parameters")
@@ -23,9 +23,7 @@ RUN_KEYS = ("name", "notebook", "params", "parameters")
 class JobsError(ValueError):
     "A jobs file that does not describe jobs, or a run that cannot start as written."
 
-def _closest(key: str, valid) -> str:
-    near = difflib.get_close_matches(str(key), [str(v) for v in valid], n=1)
-    return f"; did you mean {near[0]!r}?" if near else f"; valid: {sorted(valid)}"
+def _closest(key: str, valid) -> str: return did_you_mean(key, valid) or f"; valid: {sorted(valid)}"
 
 def _plain_name(name, where: str, what: str) -> str:
     if not isinstance(name, str) or not name or "/" in name or name.startswith("."):

@@ -5,7 +5,6 @@
 # %% ../nbs/03_metrics.ipynb #c003
 from __future__ import annotations
 
-import difflib
 import functools
 import json
 import re
@@ -15,6 +14,8 @@ from collections.abc import Callable, Hashable, Iterable, Sequence
 
 from sacrebleu.metrics import BLEU
 from tqdm.auto import tqdm
+
+from .core import did_you_mean
 
 # %% auto #0
 __all__ = ['METRICS', 'check_refs', 'normalize_answer', 'exact_match', 'token_f1', 'levenshtein', 'anls', 'parse_number',
@@ -327,9 +328,7 @@ METRICS: dict[str, Callable[..., float]] = {f.__name__: f for f in (
 def get_metric(name: str) -> Callable[..., float]:
     "The metric registered as `name`; an unknown name raises, listing the valid ones."
     if name in METRICS: return METRICS[name]
-    close = difflib.get_close_matches(str(name), METRICS, n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    raise ValueError(f"unknown metric {name!r}{hint}; valid names: {', '.join(sorted(METRICS))}")
+    raise ValueError(f"unknown metric {name!r}{did_you_mean(name, METRICS)}; valid names: {', '.join(sorted(METRICS))}")
 
 def score(name: str, pred, refs, **kw) -> float:
     "Score one prediction with the metric registered as `name`."

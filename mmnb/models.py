@@ -5,7 +5,7 @@
 # %% ../nbs/02_models.ipynb #c003
 from __future__ import annotations
 
-import difflib, functools, json, os, shutil, tempfile
+import functools, json, os, shutil, tempfile
 from copy import deepcopy
 from pathlib import Path
 
@@ -19,7 +19,7 @@ from transformers import (InternVLConfig, InternVLForConditionalGeneration, Inte
 from transformers.models.got_ocr2.image_processing_pil_got_ocr2 import GotOcr2ImageProcessorPil
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
-from .core import atomic_path, config_hash, get_device, get_dtype, seed_everything
+from .core import atomic_path, config_hash, did_you_mean, get_device, get_dtype, seed_everything
 
 # %% auto #0
 __all__ = ['QWEN2_PRETOKENIZE', 'NOT_SPECIAL', 'SPECIAL_TOKENS', 'TOKENIZER_KINDS', 'FAMILIES', 'PRESETS', 'SIZES',
@@ -225,10 +225,6 @@ SIZES = {p: {"tiny": {}, **{s: {**_TEXT_SIZES[s], **_vision_overrides(spec["fami
          for p, spec in PRESETS.items()}
 
 # %% ../nbs/02_models.ipynb #c021
-def _closest(key, options):
-    near = difflib.get_close_matches(key, list(options), n=1)
-    return f" (did you mean {near[0]!r}?)" if near else ""
-
 def _set_dotted(tree: dict, defaults: dict, dotted: str, value):
     "Set `dotted` in the nested `tree`, checking each part against the keys of `defaults` (a full config dict)."
     *parents, leaf = dotted.split(".")
@@ -238,7 +234,7 @@ def _set_dotted(tree: dict, defaults: dict, dotted: str, value):
         if not free and (not isinstance(ref, dict) or part not in ref):
             where = ".".join(seen) or "the config"
             opts = ref.keys() if isinstance(ref, dict) else []
-            raise KeyError(f"unknown config override {dotted!r}: no key {part!r} in {where}{_closest(part, opts)}")
+            raise KeyError(f"unknown config override {dotted!r}: no key {part!r} in {where}{did_you_mean(part, opts)}")
         seen.append(part)
         if part == leaf: node[part] = value
         else:

@@ -7,7 +7,7 @@ __all__ = ['ok_runs', 'summary_table', 'format_summary', 'plot_curves', 'pareto_
            'RunsBrowser']
 
 # %% ../nbs/06_report.ipynb #c003
-import difflib, html
+import html
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +15,7 @@ import pandas as pd
 import matplotlib.pyplot as plt
 import seaborn as sns
 
-from .core import atomic_path
+from .core import atomic_path, did_you_mean
 
 # %% ../nbs/06_report.ipynb #c010
 def _as_list(x) -> list: return [x] if isinstance(x, str) else list(x)
@@ -23,9 +23,7 @@ def _as_list(x) -> list: return [x] if isinstance(x, str) else list(x)
 def _need(df: pd.DataFrame, cols, what: str) -> None:
     for c in cols:
         if c not in df.columns:
-            near = difflib.get_close_matches(str(c), [str(x) for x in df.columns], n=1)
-            hint = f"; did you mean {near[0]!r}?" if near else ""
-            raise ValueError(f"{what}: no column {c!r}{hint}; columns: {list(df.columns)}")
+            raise ValueError(f"{what}: no column {c!r}{did_you_mean(c, df.columns)}; columns: {list(df.columns)}")
 
 def _numeric(df: pd.DataFrame, col: str) -> pd.Series:
     v = pd.to_numeric(df[col], errors="coerce")

@@ -5,7 +5,7 @@
 # %% ../nbs/04_train.ipynb #c003
 from __future__ import annotations
 
-import dataclasses, difflib, importlib.util, math, os, re, shutil, time
+import dataclasses, importlib.util, math, os, re, shutil, time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +17,7 @@ from accelerate.utils import DeepSpeedPlugin, FullyShardedDataParallelPlugin, Gr
 from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
-from .core import load_json, save_json, seed_everything
+from .core import did_you_mean, load_json, save_json, seed_everything
 
 # %% auto #0
 __all__ = ['SCHEDULES', 'PRECISIONS', 'BACKENDS', 'STATE_FILE', 'TrainConfig', 'multi_cpu', 'process_state', 'accelerator_kwargs',
@@ -31,9 +31,7 @@ BACKENDS = ("ddp", "fsdp", "deepspeed")
 _PLUGIN = {"fsdp": FullyShardedDataParallelPlugin, "deepspeed": DeepSpeedPlugin}
 
 
-def _did_you_mean(word, valid) -> str:
-    near = difflib.get_close_matches(str(word), [str(v) for v in valid], n=1)
-    return f"; did you mean {near[0]!r}?" if near else f"; valid: {sorted(valid)}"
+def _did_you_mean(word, valid) -> str: return did_you_mean(word, valid) or f"; valid: {sorted(valid)}"
 
 
 @dataclass
