@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 # %% auto #0
 __all__ = ['MROPE_MODEL_TYPES', 'FLAT_MODEL_TYPES', 'EXTRA_TOKEN', 'DROP_MODES', 'base_model', 'rope_kind', 'add_extra_token',
@@ -246,9 +247,16 @@ def _special_ids(model):
     pad = gc.pad_token_id if gc.pad_token_id is not None else (eos[0] if eos else 0)
     return eos, pad
 
+def _grow(seq: dict, embeds: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor) -> dict:
+    "`seq` (language-model inputs) with one more step appended: the whole sequence, for decoding without a KV cache."
+    out = {**seq, "inputs_embeds": torch.cat([seq["inputs_embeds"], embeds], 1), "attention_mask": attention_mask,
+           "position_ids": torch.cat([seq["position_ids"], position_ids], -1)}
+    if "visual_pos_masks" in seq: out["visual_pos_masks"] = F.pad(seq["visual_pos_masks"], (0, 1), value=False)
+    return out
+
 @torch.no_grad()
 def generate_pruned(model, processor, inputs, ratio: float = 1.0, mode: str = "stride", max_new_tokens: int = 32,
-                    keep: list | None = None, generator: torch.Generator | None = None) -> dict:
+                    keep: list | None = None, generator: torch.Generator | None = None, use_cache: bool = True) -> dict:
     "Greedy generation after image-token drop: {'sequences': B×T new token ids, 'texts', 'remaining_vision_tokens'}."
     if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be a positive int, got {max_new_tokens!r}")
@@ -257,7 +265,8 @@ def generate_pruned(model, processor, inputs, ratio: float = 1.0, mode: str = "s
     eos = torch.tensor(eos, dtype=torch.long)
     pos, am = p["position_ids"], p["attention_mask"]
     next_pos = (pos.amax(dim=(0, -1)) if pos.ndim == 3 else pos.amax(-1)) + 1
-    logits, cache = lm_forward(model, p, use_cache=True)
+    logits, cache = lm_forward(model, p, use_cache=use_cache)
+    seq = p
     done = torch.zeros(am.shape[0], dtype=torch.bool, device=am.device)
     tokens = []
     for t in range(max_new_tokens):
@@ -267,9 +276,14 @@ def generate_pruned(model, processor, inputs, ratio: float = 1.0, mode: str = "s
         if bool(done.all()) or t == max_new_tokens - 1: break
         am = torch.cat([am, am.new_ones(am.shape[0], 1)], 1)
         step_pos = (next_pos + t)[:, None]
-        step = dict(inputs_embeds=base_model(model).get_input_embeddings()(nxt[:, None]), attention_mask=am,
-                    position_ids=step_pos[None].expand(3, -1, -1) if pos.ndim == 3 else step_pos)
-        logits, cache = lm_forward(model, step, past_key_values=cache, use_cache=True)
-    seq = torch.stack(tokens, 1)
-    return dict(sequences=seq, texts=processor.batch_decode(seq, skip_special_tokens=True),
+        emb = base_model(model).get_input_embeddings()(nxt[:, None])
+        step_pos = step_pos[None].expand(3, -1, -1) if pos.ndim == 3 else step_pos
+        if use_cache:
+            logits, cache = lm_forward(model, dict(inputs_embeds=emb, attention_mask=am, position_ids=step_pos),
+                                       past_key_values=cache, use_cache=True)
+        else:
+            seq = _grow(seq, emb, am, step_pos)
+            logits, _ = lm_forward(model, seq)
+    out = torch.stack(tokens, 1)
+    return dict(sequences=out, texts=processor.batch_decode(out, skip_special_tokens=True),
                 remaining_vision_tokens=p["remaining_vision_tokens"])

@@ -23,12 +23,13 @@ from .core import atomic_path, config_hash, did_you_mean, get_device, get_dtype,
 
 # %% auto #0
 __all__ = ['QWEN2_PRETOKENIZE', 'NOT_SPECIAL', 'SPECIAL_TOKENS', 'TOKENIZER_KINDS', 'FAMILIES', 'PRESETS', 'SIZES',
-           'LM_PROJECTIONS', 'cache_dir', 'qwen_tiktoken_path', 'qwen2_bpe_file', 'tokenizer_file',
+           'LM_PROJECTIONS', 'DECODING', 'cache_dir', 'qwen_tiktoken_path', 'qwen2_bpe_file', 'tokenizer_file',
            'resolve_tokenizer_kind', 'build_tokenizer', 'tokenizer_kind', 'Qwen2VLImageTextProcessor',
            'Qwen2_5_VLImageTextProcessor', 'Qwen3VLImageTextProcessor', 'InternVLImageTextProcessor', 'chat_template',
            'build_processor', 'preset_config', 'param_count', 'load_vlm', 'count_vision_tokens', 'lora_targets',
            'add_lora', 'save_adapter', 'load_adapter', 'save_weights', 'load_weights', 'user_turn', 'end_token',
-           'prepare_inputs', 'collate_vlm', 'vision_token_ids', 'generate_ids', 'generate']
+           'prepare_inputs', 'collate_vlm', 'vision_token_ids', 'decoding_kwargs', 'generate_batch', 'generate_ids',
+           'generate']
 
 # %% ../nbs/02_models.ipynb #c006
 QWEN2_PRETOKENIZE = r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
@@ -543,23 +544,38 @@ def _to_model(batch, model):
     if "pixel_values" in batch: batch["pixel_values"] = batch["pixel_values"].to(model.dtype)
     return batch
 
+DECODING = {"num_beams": 1, "do_sample": False, "temperature": 1.0, "use_cache": True}
+
+def decoding_kwargs(**decoding) -> dict:
+    "`model.generate` options: greedy with the KV cache unless `decoding` (keys of `DECODING`) says otherwise."
+    for k in decoding:
+        if k not in DECODING: raise ValueError(f"unknown decoding option {k!r}{did_you_mean(k, DECODING)}; valid: {', '.join(DECODING)}")
+    opts = {**DECODING, **{k: v for k, v in decoding.items() if v is not None}}
+    if not opts["do_sample"]: opts.pop("temperature")  # meaningless for greedy/beam search, and generate warns about it
+    elif not opts["temperature"] > 0: raise ValueError(f"do_sample needs temperature > 0, got {opts['temperature']}")
+    return opts
+
 @torch.no_grad()
-def generate_ids(model, processor, images, prompts: list[str], max_new_tokens: int = 16, batch_size: int = 8) -> list[list[int]]:
-    "Greedy new token ids per prompt, cut at the first end-of-turn token."
-    tok, imgs = processor.tokenizer, _image_lists(images, len(prompts))
+def generate_batch(model, processor, batch, max_new_tokens: int = 16, **decoding) -> list[list[int]]:
+    "New token ids for one batch from `prepare_inputs` (no answers), each cut at the first end-of-turn token."
+    tok = processor.tokenizer
     stop = {tok.convert_tokens_to_ids(end_token(processor)), tok.eos_token_id, tok.pad_token_id} - {None}
-    out = []
+    batch = _to_model(batch, model)
+    ids = model.generate(**batch, max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id, eos_token_id=sorted(stop),
+                         suppress_tokens=vision_token_ids(processor), **decoding_kwargs(**decoding))
+    rows = ids[:, batch["input_ids"].shape[1]:].tolist()
+    return [row[:next((j for j, t in enumerate(row) if t in stop), len(row))] for row in rows]
+
+def generate_ids(model, processor, images, prompts: list[str], max_new_tokens: int = 16, batch_size: int = 8,
+                 **decoding) -> list[list[int]]:
+    "New token ids per prompt (greedy unless `decoding` says otherwise), in batches of `batch_size`."
+    imgs, out = _image_lists(images, len(prompts)), []
     for s in tqdm(range(0, len(prompts), batch_size), desc="generate", disable=len(prompts) <= batch_size):
-        batch = _to_model(prepare_inputs(processor, imgs[s:s + batch_size], prompts[s:s + batch_size]), model)
-        ids = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
-                             pad_token_id=tok.pad_token_id, eos_token_id=sorted(stop),
-                             suppress_tokens=vision_token_ids(processor))
-        for row in ids[:, batch["input_ids"].shape[1]:].tolist():
-            cut = next((j for j, t in enumerate(row) if t in stop), len(row))
-            out.append(row[:cut])
+        out += generate_batch(model, processor, prepare_inputs(processor, imgs[s:s + batch_size], prompts[s:s + batch_size]),
+                              max_new_tokens, **decoding)
     return out
 
-def generate(model, processor, images, prompts: list[str], max_new_tokens: int = 16, batch_size: int = 8) -> list[str]:
-    "Greedy answers (new text only) to `prompts` about `images` (one, a list or None per prompt), in batches."
-    ids = generate_ids(model, processor, images, prompts, max_new_tokens, batch_size)
+def generate(model, processor, images, prompts: list[str], max_new_tokens: int = 16, batch_size: int = 8, **decoding) -> list[str]:
+    "Answers (new text only) to `prompts` about `images` (one, a list or None per prompt), in batches; greedy by default."
+    ids = generate_ids(model, processor, images, prompts, max_new_tokens, batch_size, **decoding)
     return processor.tokenizer.batch_decode(ids, skip_special_tokens=True)
