@@ -14,7 +14,6 @@ import itertools
 import json
 import multiprocessing
 import os
-import platform
 import re
 import time
 import zlib
@@ -33,7 +32,8 @@ from tqdm.auto import tqdm
 
 from .codecs import CapacityError, Codec, DecodeError, get_codec
 from .context_tasks import BUCKETS, TASKS, bucket_tokens, get_task, make_samples
-from .core import Params, atomic_path, atomic_write, config_hash, did_you_mean, load_json, load_params, save_json, seed_everything
+from .core import (Params, atomic_path, atomic_write, config_hash, did_you_mean, load_json, load_params, package_versions,
+                       save_json, seed_everything)
 from .corruption import LEVELS, degrade_pages, level_params
 from .data import Sample
 from .models import PRESETS, SIZES, add_lora, generate, load_adapter, load_vlm, load_weights, save_adapter, save_weights
@@ -46,8 +46,8 @@ __all__ = ['ADAPTERS', 'PAIRS_FILE', 'CELL_KEYS', 'RESULT_METRICS', 'build_codec
            'pair_prompt', 'reference_exact', 'make_pair', 'build_pairs', 'load_pairs', 'load_pages', 'pairs_for',
            'train_pairs', 'carrier_gallery', 'load_base', 'qlora_fallback', 'trainable_model', 'PairItems', 'train_dir',
            'trained_path', 'run_train', 'sweep_cells', 'model_source', 'cell_key', 'sweep_dir', 'model_for',
-           'predict_pairs', 'score_pair', 'aggregate', 'read_rows', 'package_versions', 'run_sweep', 'publish',
-           'plot_cost_accuracy', 'plot_ratio_accuracy', 'plot_robustness', 'plot_adapter', 'main']
+           'predict_pairs', 'score_pair', 'aggregate', 'read_rows', 'run_sweep', 'publish', 'plot_cost_accuracy',
+           'plot_ratio_accuracy', 'plot_robustness', 'plot_adapter', 'main']
 
 # %% ../nbs/32_codec_eval.ipynb #c006
 ADAPTERS = ("none", "trained")  # the sweep's model conditions: the base model, and the train stage's model
@@ -438,15 +438,6 @@ def read_rows(path) -> list[dict]:
         except json.JSONDecodeError as e: raise ValueError(f"{path}:{n}: not valid JSON ({e.msg})") from None
     return rows
 
-
-def package_versions() -> dict[str, str]:
-    "Versions of Python and of the packages a sweep's numbers depend on."
-    out = {"python": platform.python_version()}
-    for name in ("mmnb", "torch", "transformers", "peft", "accelerate", "numpy", "pillow", "reedsolo", "qrcode", "zxing-cpp"):
-        try: out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError: out[name] = None
-    return out
-
 # %% ../nbs/32_codec_eval.ipynb #c040
 def run_sweep(p: Params) -> dict:
     "Evaluate every missing cell of `p.sweep`; one row per sample in results.jsonl, results.csv per cell, summary.json."
@@ -479,7 +470,7 @@ def run_sweep(p: Params) -> dict:
     summary = dict(config_hash=config_hash(p), seed=p.seed, cells=len(cells), cells_run=len(todo),
                    cells_skipped=len(cells) - len(todo), rows=int(table["n"].sum()), wall_time_s=time.perf_counter() - t_start,
                    results_jsonl=str(out / "results.jsonl"), results_csv=str(out / "results.csv"),
-                   summary_json=str(out / "summary.json"), versions=package_versions(), params=p.to_dict())
+                   summary_json=str(out / "summary.json"), versions=package_versions("pillow", "reedsolo", "qrcode", "zxing-cpp"), params=p.to_dict())
     if state.is_main_process:
         with atomic_path(out / "results.csv") as tmp: table.to_csv(tmp, index=False)
         save_json(out / "summary.json", summary)

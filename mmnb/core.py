@@ -8,8 +8,10 @@ from __future__ import annotations
 import contextlib
 import difflib
 import hashlib
+import importlib.metadata
 import json
 import os
+import platform
 import random
 import tempfile
 from datetime import datetime
@@ -22,9 +24,9 @@ import torch
 import yaml
 
 # %% auto #0
-__all__ = ['DTYPES', 'RECORD_MIME', 'atomic_path', 'atomic_write', 'save_json', 'load_json', 'ParamsError', 'Params',
-           'did_you_mean', 'load_params', 'seed_everything', 'get_device', 'get_dtype', 'config_hash', 'record',
-           'run_row', 'collect']
+__all__ = ['DTYPES', 'CORE_PACKAGES', 'RECORD_MIME', 'atomic_path', 'atomic_write', 'save_json', 'load_json', 'ParamsError',
+           'Params', 'did_you_mean', 'load_params', 'seed_everything', 'get_device', 'get_dtype', 'config_hash',
+           'package_versions', 'record', 'run_row', 'collect']
 
 # %% ../nbs/00_core.ipynb #c006
 _UMASK = os.umask(0); os.umask(_UMASK)
@@ -186,6 +188,17 @@ def config_hash(obj) -> str:
     "A 12-hex-digit hash of `obj`'s JSON form, independent of key order."
     blob = json.dumps(obj, sort_keys=True, default=_jsonable, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+CORE_PACKAGES = ("mmnb", "torch", "transformers", "peft", "accelerate", "numpy")
+
+def package_versions(*extra: str) -> dict[str, str | None]:
+    "Python's version and those of `CORE_PACKAGES` and `extra` (None where not installed): what a result depends on."
+    out = {"python": platform.python_version()}
+    for name in (*CORE_PACKAGES, *extra):
+        try: out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError: out[name] = None
+    return out
 
 # %% ../nbs/00_core.ipynb #c018
 RECORD_MIME = "application/vnd.mmnb.record+json"

@@ -9,7 +9,6 @@ import platform
 from dataclasses import asdict
 import resource
 import time
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Sequence
 
@@ -19,7 +18,7 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
-from .core import atomic_path, config_hash, load_json, save_json
+from .core import atomic_path, config_hash, load_json, package_versions, save_json
 from .data import Sample, sample_images
 from .embeds import generate_pruned
 from .metrics import get_metric
@@ -32,7 +31,7 @@ from .vqa import vqa_prompt
 # %% auto #0
 __all__ = ['METHODS', 'RESULT_COLUMNS', 'pruning_setting', 'parse_setting', 'sample_metric', 'peak_mem_mb', 'setting_rows',
            'weights_fingerprint', 'action_matrix', 'check_method', 'cost_table', 'head_logits', 'oracle_actions',
-           'choose', 'per_sample', 'results_row', 'error_slices', 'oracle_analysis', 'package_versions', 'write_run']
+           'choose', 'per_sample', 'results_row', 'error_slices', 'oracle_analysis', 'write_run']
 
 # %% ../nbs/22_vov_eval.ipynb #c005
 def pruning_setting(ratio: float, mode: str) -> str:
@@ -275,15 +274,6 @@ def oracle_analysis(ps_oracle: pd.DataFrame, slices: Sequence[str] = ("need",)) 
     for col in slices:
         if col in ps_oracle:
             out[f"action_share_by_{col}"] = {str(k): g.action.value_counts(normalize=True).round(4).to_dict() for k, g in ps_oracle.groupby(col)}
-    return out
-
-
-def package_versions() -> dict:
-    "Versions of the packages a result depends on."
-    out = {"python": platform.python_version()}
-    for p in ("torch", "transformers", "accelerate", "peft", "mmnb"):
-        try: out[p] = version(p)
-        except PackageNotFoundError: out[p] = None
     return out
 
 
