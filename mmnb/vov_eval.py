@@ -179,11 +179,12 @@ def cost_table(matrix: pd.DataFrame, ids: Sequence[str], actions: Sequence[str])
 
 
 def head_logits(head: PolicyHead, stats: pd.DataFrame) -> torch.Tensor:
-    "The head's action logits for each sample of `stats`."
+    "The head's action logits (on the CPU) for each sample of `stats`; the features go to the head's device."
     st = {"hidden": torch.tensor(np.stack(stats.hidden.to_numpy()), dtype=torch.float32),
           "entropy": torch.tensor(stats.entropy.to_numpy(), dtype=torch.float32),
           "margin": torch.tensor(stats.margin.to_numpy(), dtype=torch.float32)}
-    with torch.no_grad(): return head(feature_vector(st, head.config["feature_mode"]))
+    dev = next(head.parameters()).device
+    with torch.no_grad(): return head(feature_vector(st, head.config["feature_mode"]).to(dev)).cpu()
 
 
 def oracle_actions(matrix: pd.DataFrame, ids: Sequence[str], actions: Sequence[str]) -> np.ndarray:

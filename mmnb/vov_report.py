@@ -110,7 +110,7 @@ def method_label(row: Mapping) -> str:
         return " ".join(["threshold", *[w for w in words if w[0] != "→"], _num(row["threshold"]), *[w for w in words if w[0] == "→"]])
     if name == "vision_token_pruning_proxy": return " ".join(["pruning", _num(row["pruning_ratio"]), *_kind_words(row)])
     if name == "random_policy_matched" and all(_present(row, c) for c in TARGET_COLUMNS):
-        return "random " + "/".join(_num(row[c]) for c in TARGET_COLUMNS)
+        return "random " + "/".join(f"{row[c]:.3g}" for c in TARGET_COLUMNS)
     return name
 
 # %% ../nbs/24_vov_report.ipynb #c025
@@ -183,6 +183,14 @@ def _panels(n: int, ax, size) -> list:
     fig, axs = plt.subplots(1, n, figsize=(size[0] * n, size[1]), squeeze=False)
     return list(axs[0])
 
+def _lambda_points(c: pd.DataFrame) -> list[tuple[tuple[float, float], str]]:
+    "Each distinct (cost, accuracy) point of a VoVNet curve with the λ range that lands on it, so labels never overlap."
+    out = []
+    for xy, g in c.groupby(["avg_cost_mean", "accuracy_mean"], sort=False):
+        lo, hi = g.lambda_cost.min(), g.lambda_cost.max()
+        out.append((xy, f"λ={lo:g}" if lo == hi else f"λ={lo:g}–{hi:g}"))
+    return out
+
 def _draw_pareto(ax, s: pd.DataFrame, front: pd.DataFrame) -> None:
     for name, style in STYLE.items():
         g = s[s.baseline_name == name]
@@ -194,20 +202,24 @@ def _draw_pareto(ax, s: pd.DataFrame, front: pd.DataFrame) -> None:
             ax.errorbar(c.avg_cost_mean, c.accuracy_mean, xerr=c.avg_cost_std.fillna(0), yerr=c.accuracy_std.fillna(0),
                         capsize=2, **{**style, "label": label})
             if name == "vovnet":
-                for x, y, lam in zip(c.avg_cost_mean, c.accuracy_mean, c.lambda_cost):
-                    ax.annotate(f"λ={lam:g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7, color=style["color"])
+                for i, ((x, y), lams) in enumerate(_lambda_points(c)):
+                    ax.annotate(lams, (x, y), textcoords="offset points", xytext=(4, 5 if i % 2 == 0 else -11), fontsize=7,
+                                color=style["color"])
     front = front.sort_values("avg_cost")
     ax.step(front.avg_cost, front.accuracy, where="post", color="0.6", lw=3, alpha=0.4, zorder=0, label="Pareto front")
 
 def plot_pareto_vov(df: pd.DataFrame, dataset: str | None = None, ax=None, size=(5.5, 4)):
-    "Accuracy vs mean vision tokens of every setting (mean ± std over seeds), one panel per dataset; returns the Figure."
+    "Accuracy vs mean vision tokens of every setting (mean ± std over seeds; x linear up to the cheapest setting, log beyond), one panel per dataset; returns the Figure."
     s, p = _setting_summary(df), pareto_table(df)
     names = _datasets(s, dataset, ax)
     for a, ds in zip(_panels(len(names), ax, size), names):
         _draw_pareto(a, s[s.dataset == ds], p[(p.dataset == ds) & p.on_front])
         a.set(title=ds, xlabel="vision tokens per sample (mean)", ylabel="accuracy")
+        cheap = s[(s.dataset == ds) & (s.avg_cost_mean > 0)].avg_cost_mean
+        if len(cheap): a.set_xscale("symlog", linthresh=float(cheap.min()), linscale=0.5)
         a.grid(alpha=0.3)
-        a.legend(fontsize=7)
+        a.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1))
+    a.figure.tight_layout()
     return a.figure
 
 # %% ../nbs/24_vov_report.ipynb #c045
