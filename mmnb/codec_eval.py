@@ -5,7 +5,6 @@
 # %% ../nbs/32_codec_eval.ipynb #c003
 from __future__ import annotations
 
-import argparse
 import builtins
 import functools
 import importlib.metadata
@@ -13,7 +12,6 @@ import importlib.util
 import itertools
 import json
 import multiprocessing
-import os
 import re
 import time
 import zlib
@@ -31,15 +29,15 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from .codecs import CapacityError, Codec, DecodeError, get_codec
-from .context_tasks import BUCKETS, TASKS, bucket_tokens, get_task, make_samples
-from .core import (Params, atomic_path, atomic_write, config_hash, did_you_mean, load_json, load_params, package_versions,
-                       save_json, seed_everything)
+from .context_tasks import BUCKETS, TASKS, bucket_tokens, get_task
+from .core import (Params, atomic_path, atomic_write, config_hash, did_you_mean, load_json, package_versions, save_json,
+                       seed_everything)
 from .corruption import LEVELS, degrade_pages, level_params
 from .data import Sample
 from .models import PRESETS, SIZES, add_lora, generate, load_adapter, load_vlm, load_weights, save_adapter, save_weights
 from .report import plot_pareto
-from .train import fit, list_checkpoints, process_state, write_metrics
-from .vqa import VQACollate, parse_sets
+from .train import fit, list_checkpoints, process_state, run_cli
+from .vqa import VQACollate
 
 # %% auto #0
 __all__ = ['ADAPTERS', 'PAIRS_FILE', 'CELL_KEYS', 'RESULT_METRICS', 'build_codec', 'check_params', 'aug_seed', 'encode_sample',
@@ -47,7 +45,7 @@ __all__ = ['ADAPTERS', 'PAIRS_FILE', 'CELL_KEYS', 'RESULT_METRICS', 'build_codec
            'train_pairs', 'carrier_gallery', 'load_base', 'qlora_fallback', 'trainable_model', 'PairItems', 'train_dir',
            'trained_path', 'run_train', 'sweep_cells', 'model_source', 'cell_key', 'sweep_dir', 'model_for',
            'predict_pairs', 'score_pair', 'aggregate', 'read_rows', 'run_sweep', 'publish', 'plot_cost_accuracy',
-           'plot_ratio_accuracy', 'plot_robustness', 'plot_adapter', 'main']
+           'plot_ratio_accuracy', 'plot_robustness', 'plot_adapter', 'run_stage', 'main']
 
 # %% ../nbs/32_codec_eval.ipynb #c006
 ADAPTERS = ("none", "trained")  # the sweep's model conditions: the base model, and the train stage's model
@@ -540,21 +538,21 @@ def plot_adapter(res: pd.DataFrame, score: str = "score"):
     return _per_task(res, draw, "with / without adapter", ["adapter", score, "codec"])
 
 # %% ../nbs/32_codec_eval.ipynb #c052
-def main(argv: list[str] | None = None) -> dict:
-    "Entry point of `python -m mmnb.codec_eval`."
-    ap = argparse.ArgumentParser(prog="python -m mmnb.codec_eval", description="Train per codec, or sweep, as params say.")
-    ap.add_argument("--params", nargs="+", required=True, help="YAML files, the first one is the schema")
-    ap.add_argument("--set", nargs="*", default=[], help="dotted overrides, key=value")
+def _stage_args(ap) -> None:
     ap.add_argument("--stage", choices=("train", "sweep"), required=True)
     ap.add_argument("--codec", default=None, help="train: the codec (a key of codecs:) to train; default: all of data.train.codecs")
-    ap.add_argument("--metrics", default=None, help="where rank 0 writes the metrics JSON (default $MMNB_METRICS_PATH)")
-    a = ap.parse_args(argv)
-    p = load_params(*a.params, overrides=parse_sets(a.set))
-    if a.stage == "sweep": metrics = run_sweep(p)
-    elif a.codec is not None: metrics = run_train(p, a.codec)
-    else: metrics = {"runs": {name: run_train(p, name) for name in check_params(p).data.train.codecs}}
-    if a.metrics or os.environ.get("MMNB_METRICS_PATH"): write_metrics(metrics, a.metrics)
-    return metrics
+
+
+def run_stage(p: Params, a) -> dict:
+    "The sweep, or the training of `a.codec` (default: every codec of data.train.codecs)."
+    if a.stage == "sweep": return run_sweep(p)
+    if a.codec is not None: return run_train(p, a.codec)
+    return {"runs": {name: run_train(p, name) for name in check_params(p).data.train.codecs}}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    "Entry point of `python -m mmnb.codec_eval`."
+    return run_cli("mmnb.codec_eval", run_stage, argv, _stage_args, "Train per codec, or sweep, as params say.")
 
 
 # IPython (Jupyter, nbdev_test, papermill) runs this cell as __main__ too; only `python -m mmnb.codec_eval` should run.

@@ -5,9 +5,7 @@
 # %% ../nbs/23_vovnet.ipynb #c002
 from __future__ import annotations
 
-import argparse
 import builtins
-import os
 from collections import Counter
 from pathlib import Path
 
@@ -16,16 +14,16 @@ import pandas as pd
 import torch
 from safetensors.torch import load_file
 
-from .core import Params, atomic_path, config_hash, did_you_mean, load_json, load_params, save_json, seed_everything
+from .core import Params, atomic_path, config_hash, did_you_mean, load_json, save_json, seed_everything
 from .data import Sample, image_root, load_split, sample_images
 from .models import SIZES, add_lora, load_adapter, load_vlm, load_weights, save_adapter, save_weights
 from .policies import (PolicyHead, VisionBudget, VoVCollate, bucket_thresholds, check_baseline, load_policy,
                            matched_ratios, save_policy, space_actions, budget_from)
-from .train import fit, list_checkpoints, process_state, write_metrics
+from .train import fit, list_checkpoints, process_state, run_cli
 from .vov_data import check_no_leakage, dataset_list
 from .vov_eval import (action_matrix, choose, error_slices, oracle_analysis, per_sample, pruning_setting, results_row,
                            write_run)
-from .vqa import VQACollate, parse_sets, vqa_prompt
+from .vqa import VQACollate, vqa_prompt
 
 # %% auto #0
 __all__ = ['STAGE1_SETTINGS', 'STAGES', 'ANCHORS', 'SWEEPS', 'SWEPT', 'target_answer', 'VoVItems', 'stage1_actions', 'stage1_dir',
@@ -320,15 +318,8 @@ def run_vovnet(p: Params, stages=STAGES) -> dict:
 
 def main(argv: list[str] | None = None) -> dict:
     "Entry point of `python -m mmnb.vovnet`."
-    ap = argparse.ArgumentParser(prog="python -m mmnb.vovnet", description=run_vovnet.__doc__)
-    ap.add_argument("--params", nargs="+", required=True, help="YAML files, the first one is the schema")
-    ap.add_argument("--set", nargs="*", default=[], help="dotted overrides, key=value")
-    ap.add_argument("--stages", nargs="+", default=list(STAGES), help="which of stage1 stage2 eval to run")
-    ap.add_argument("--metrics", default=None, help="where rank 0 writes the metrics JSON (default $MMNB_METRICS_PATH)")
-    a = ap.parse_args(argv)
-    metrics = run_vovnet(load_params(*a.params, overrides=parse_sets(a.set)), a.stages)
-    if a.metrics or os.environ.get("MMNB_METRICS_PATH"): write_metrics(metrics, a.metrics)
-    return metrics
+    stages = lambda ap: ap.add_argument("--stages", nargs="+", default=list(STAGES), help="which of stage1 stage2 eval to run")
+    return run_cli("mmnb.vovnet", lambda p, a: run_vovnet(p, a.stages), argv, stages, run_vovnet.__doc__)
 
 
 # IPython (Jupyter, nbdev_test, papermill) runs this cell as __main__ too; only `python -m mmnb.vovnet` should run.

@@ -5,10 +5,7 @@
 # %% ../nbs/07_vqa.ipynb #c003
 from __future__ import annotations
 
-import argparse
 import builtins
-import os
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -16,14 +13,14 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
-from .core import Params, atomic_path, config_hash, load_params, save_json, seed_everything
+from .core import Params, atomic_path, config_hash, seed_everything
 from .data import Sample, image_root, load_image, load_split
 from .metrics import get_metric
 from .models import SIZES, add_lora, generate, load_vlm, prepare_inputs, save_adapter, save_weights
-from .train import fit, list_checkpoints, process_state, write_metrics
+from .train import fit, list_checkpoints, process_state, run_cli
 
 # %% auto #0
-__all__ = ['vqa_prompt', 'VQAItems', 'VQACollate', 'predict', 'score_predictions', 'run_vqa', 'parse_sets', 'main']
+__all__ = ['vqa_prompt', 'VQAItems', 'VQACollate', 'predict', 'score_predictions', 'run_vqa', 'main']
 
 # %% ../nbs/07_vqa.ipynb #c006
 def vqa_prompt(s: Sample, template: str) -> str:
@@ -126,27 +123,9 @@ def run_vqa(p: Params) -> dict:
     return metrics
 
 # %% ../nbs/07_vqa.ipynb #c012
-def parse_sets(sets: list[str]) -> dict:
-    "`['train.lr=1.0e-4', ...]` → `{'train.lr': 0.0001, ...}` (values parsed as YAML)."
-    import yaml
-    out = {}
-    for s in sets:
-        key, sep, value = s.partition("=")
-        if not sep or not key: raise ValueError(f"--set expects key=value, got {s!r}")
-        out[key] = yaml.safe_load(value)
-    return out
-
-
 def main(argv: list[str] | None = None) -> dict:
     "Entry point of `python -m mmnb.vqa`."
-    ap = argparse.ArgumentParser(prog="python -m mmnb.vqa", description=run_vqa.__doc__)
-    ap.add_argument("--params", nargs="+", required=True, help="YAML files, the first one is the schema")
-    ap.add_argument("--set", nargs="*", default=[], help="dotted overrides, key=value")
-    ap.add_argument("--metrics", default=None, help="where rank 0 writes the metrics JSON (default $MMNB_METRICS_PATH)")
-    a = ap.parse_args(argv)
-    metrics = run_vqa(load_params(*a.params, overrides=parse_sets(a.set)))
-    if a.metrics or os.environ.get("MMNB_METRICS_PATH"): write_metrics(metrics, a.metrics)
-    return metrics
+    return run_cli("mmnb.vqa", lambda p, a: run_vqa(p), argv, description=run_vqa.__doc__)
 
 
 # IPython (Jupyter, nbdev_test, papermill) runs this cell as __main__ too; only `python -m mmnb.vqa` should train.
