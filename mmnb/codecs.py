@@ -228,6 +228,14 @@ _MAGIC, _VERSION, _FLAG_ZLIB = b"CB", 1, 1
 _HEADER = struct.Struct(">2sBBBBHHIII")  # magic, version, flags, bits, nsym, page, pages, chunk_len, msg_len, msg_crc
 _HEADER_BYTES = _HEADER.size + 2          # + CRC-16 of the fields
 
+def _pack_message(text: str, compress: bool) -> tuple[bytes, int]:
+    "(message bytes, flags): the text's UTF-8, zlib-compressed when asked and when that is shorter."
+    msg, flags = _check_text(text).encode("utf-8"), 0
+    if compress and len(packed := zlib.compress(msg, 9)) < len(msg): msg, flags = packed, _FLAG_ZLIB
+    return msg, flags
+
+def _message_size(msg: bytes, flags: int) -> str: return f"{len(msg)} bytes{' after zlib' if flags & _FLAG_ZLIB else ''}"
+
 def _luma(rgb: np.ndarray) -> np.ndarray: return rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
 
 def _gray_to_binary(g: np.ndarray) -> np.ndarray:
@@ -353,12 +361,11 @@ class CodebookCodec(Codec):
 
     def _plan(self, text: str) -> tuple[bytes, int, int]:
         "(message bytes, flags, pages)."
-        msg, flags = _check_text(text).encode("utf-8"), 0
-        if self.compress and len(packed := zlib.compress(msg, 9)) < len(msg): msg, flags = packed, _FLAG_ZLIB
+        msg, flags = _pack_message(text, self.compress)
         cap = self.page_capacity
         pages = max(1, math.ceil(len(msg) / cap))
         if pages > self.max_pages:
-            raise CapacityError(f"codebook: the text is {len(msg)} bytes{' after zlib' if flags else ''}, but max_pages="
+            raise CapacityError(f"codebook: the text is {_message_size(msg, flags)}, but max_pages="
                                 f"{self.max_pages} page(s) fit {self.max_pages * cap} bytes ({cap} per page at page={self.page}, "
                                 f"cell={self.cell}, bits={self.bits}, nsym={self.nsym})")
         return msg, flags, pages
@@ -595,12 +602,11 @@ class QRCodec(Codec):
 
     def _plan(self, text: str) -> tuple[bytes, int, int]:
         "(message bytes, flags, symbols)."
-        msg, flags = _check_text(text).encode("utf-8"), 0
-        if self.compress and len(packed := zlib.compress(msg, 9)) < len(msg): msg, flags = packed, _FLAG_ZLIB
+        msg, flags = _pack_message(text, self.compress)
         per_page = self.grid[0] * self.grid[1]
         n = max(1, math.ceil(len(msg) / self.chunk_capacity))
         if n > 65535 or math.ceil(n / per_page) > self.max_pages:
-            raise CapacityError(f"qr: the text is {len(msg)} bytes{' after zlib' if flags else ''} = {n} symbols, but max_pages="
+            raise CapacityError(f"qr: the text is {_message_size(msg, flags)} = {n} symbols, but max_pages="
                                 f"{self.max_pages} page(s) of {per_page} version-{self.version}-{self.ec} symbols fit "
                                 f"{self.max_pages * per_page * self.chunk_capacity} bytes")
         return msg, flags, n

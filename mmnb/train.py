@@ -452,7 +452,7 @@ def write_metrics(metrics: Mapping, path: str | os.PathLike | None = None) -> Pa
     if not path: raise ValueError("write_metrics: no path given and $MMNB_METRICS_PATH is not set")
     return save_json(path, dict(metrics)) if PartialState().is_main_process else None
 
-# %% ../nbs/04_train.ipynb #4857353a
+# %% ../nbs/04_train.ipynb #4c740469
 def parse_sets(sets: list[str]) -> dict:
     "`['train.lr=1.0e-4', ...]` → `{'train.lr': 0.0001, ...}` (values parsed as YAML)."
     import yaml
