@@ -25,11 +25,12 @@ from PIL import Image, ImageDraw, ImageFont
 from tqdm.auto import tqdm
 
 from .corruption import degrade_pages, level_params
+from .data import dejavu_font
 
 # %% auto #0
 __all__ = ['MIN_CELL', 'MIN_PALETTE_DISTANCE', 'MAX_TEXT_BYTES', 'CODECS', 'DecodeError', 'CapacityError', 'Codec', 'cost',
-           'TextCodec', 'dejavu_sans_path', 'wrap_lines', 'RenderCodec', 'default_palette', 'CodebookCodec',
-           'find_frame', 'qr_capacity', 'QRCodec', 'get_codec', 'fill_page', 'capacity_table']
+           'TextCodec', 'wrap_lines', 'RenderCodec', 'default_palette', 'CodebookCodec', 'find_frame', 'qr_capacity',
+           'QRCodec', 'get_codec', 'fill_page', 'capacity_table']
 
 # %% ../nbs/30_codecs.ipynb #c008
 class DecodeError(ValueError):
@@ -136,14 +137,6 @@ class TextCodec(Codec):
         return carrier
 
 # %% ../nbs/30_codecs.ipynb #c019
-def dejavu_sans_path() -> str:
-    "Path of matplotlib's bundled DejaVu Sans."
-    from matplotlib import font_manager
-    return font_manager.findfont(font_manager.FontProperties(family="DejaVu Sans"), fallback_to_default=False)
-
-@functools.lru_cache(maxsize=16)
-def _font(size: int) -> ImageFont.FreeTypeFont: return ImageFont.truetype(dejavu_sans_path(), size)
-
 def _fit_prefix(word: str, font, width: float) -> int:
     "Length of the longest prefix of `word` (at least 1 char) at most `width` px wide."
     lo, hi = 1, len(word)
@@ -195,7 +188,7 @@ class RenderCodec(Codec):
 
     @property
     def line_height(self) -> int:
-        ascent, descent = _font(self.font_size).getmetrics()
+        ascent, descent = dejavu_font(self.font_size).getmetrics()
         return math.ceil((ascent + descent) * self.line_spacing)
 
     @property
@@ -203,7 +196,7 @@ class RenderCodec(Codec):
 
     def _plan(self, text: str) -> list[list[str]]:
         "The text's lines, grouped into pages."
-        lines, n = wrap_lines(_check_text(text), _font(self.font_size), self.page[0] - 2 * self.margin), self.lines_per_page
+        lines, n = wrap_lines(_check_text(text), dejavu_font(self.font_size), self.page[0] - 2 * self.margin), self.lines_per_page
         pages = max(1, math.ceil(len(lines) / n))
         if pages > self.max_pages:
             raise CapacityError(f"render: the text wraps to {len(lines)} lines = {pages} pages, but max_pages={self.max_pages} "
@@ -216,7 +209,7 @@ class RenderCodec(Codec):
             img = Image.new("RGB", self.page, "white")
             draw = ImageDraw.Draw(img)
             for i, line in enumerate(page_lines):
-                draw.text((self.margin, self.margin + i * self.line_height), line, font=_font(self.font_size), fill="black")
+                draw.text((self.margin, self.margin + i * self.line_height), line, font=dejavu_font(self.font_size), fill="black")
             out.append(img)
         return out
 

@@ -5,6 +5,7 @@
 # %% ../nbs/01_data.ipynb #c003
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -13,7 +14,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, UnidentifiedImageError
+from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
 from tqdm.auto import tqdm
 
 from .core import ParamsError, atomic_path, atomic_write, config_hash, did_you_mean, load_json, save_json
@@ -22,7 +23,8 @@ from .core import ParamsError, atomic_path, atomic_write, config_hash, did_you_m
 __all__ = ['SHAPE_COLOURS', 'SHAPE_KINDS', 'SHAPE_QTYPES', 'SHAPES_VERSION', 'SHAPES_DEFAULTS', 'DataError', 'Sample',
            'iter_jsonl', 'read_jsonl', 'write_jsonl', 'safe_path', 'load_image', 'sample_images', 'work_dir',
            'data_param', 'data_seed', 'DatasetSpec', 'register_dataset', 'dataset_names', 'dataset_spec', 'load_split',
-           'image_root', 'render_shapes', 'shapes_scene', 'shapes_config', 'make_shapes', 'shapes_root', 'load_shapes']
+           'image_root', 'render_shapes', 'dejavu_sans_path', 'dejavu_font', 'shapes_scene', 'shapes_config',
+           'make_shapes', 'shapes_root', 'load_shapes']
 
 # %% ../nbs/01_data.ipynb #c006
 class DataError(ValueError):
@@ -230,6 +232,17 @@ def render_shapes(shapes: list[dict], size: int) -> Image.Image:
         elif s["kind"] == "square": draw.rectangle((x0, y0, x1, y1), fill=rgb)
         else: draw.polygon([((x0 + x1)//2, y0), (x1, y1), (x0, y1)], fill=rgb)
     return im
+
+# %% ../nbs/01_data.ipynb #5540a45b
+def dejavu_sans_path() -> str:
+    "Path of matplotlib's bundled DejaVu Sans."
+    from matplotlib import font_manager
+    return font_manager.findfont(font_manager.FontProperties(family="DejaVu Sans"), fallback_to_default=False)
+
+@functools.lru_cache(maxsize=64)
+def dejavu_font(size: int) -> ImageFont.FreeTypeFont:
+    "DejaVu Sans at `size` px (one cached font object per size)."
+    return ImageFont.truetype(dejavu_sans_path(), size)
 
 # %% ../nbs/01_data.ipynb #c029
 def _shape(rng, x0: int, y0: int, side: int) -> dict:

@@ -17,13 +17,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter, ImageFont
+from PIL import Image, ImageDraw, ImageFilter
 from tqdm.auto import tqdm
 
 from .core import ParamsError, atomic_path, config_hash, did_you_mean, load_json, save_json
-from .data import (SHAPE_COLOURS, SHAPE_KINDS, DataError, Sample, data_seed, dataset_names, load_image, read_jsonl,
-                       register_dataset, render_shapes, safe_path, work_dir, write_jsonl)
-from .metrics import METRICS, normalize_vqa
+from .data import (SHAPE_COLOURS, SHAPE_KINDS, DataError, Sample, data_seed, dataset_names, dejavu_font, load_image,
+                       read_jsonl, register_dataset, render_shapes, safe_path, work_dir, write_jsonl)
+from .metrics import normalize_vqa
 
 # %% auto #0
 __all__ = ['MMMU_SUBJECTS', 'VOV_DATA_VERSION', 'HF_DEFAULTS', 'CONVERTERS', 'NEEDS', 'TWIN_DEFAULTS', 'SIGN_GREY', 'SIGN_INK',
@@ -280,15 +280,10 @@ TWIN_DEFAULTS = {"n_train": 300, "n_test": 90, "image_size": 224}
 SIGN_GREY, SIGN_INK = 127, 100  # the sign's grey, and the checkerboard's +/- swing around it
 _GLYPH_BLUR = 2.0
 
-@functools.lru_cache(maxsize=64)
-def _font(size: int) -> ImageFont.FreeTypeFont:
-    from mmnb.codecs import dejavu_sans_path
-    return ImageFont.truetype(dejavu_sans_path(), size)
-
 @functools.lru_cache(maxsize=1024)
 def _sign(digit: int, w: int, h: int) -> np.ndarray:
     m = Image.new("L", (w, h), 0)
-    draw, font = ImageDraw.Draw(m), _font(int(h*0.95))
+    draw, font = ImageDraw.Draw(m), dejavu_font(int(h*0.95))
     l, t, r, b = draw.textbbox((0, 0), str(digit), font=font, stroke_width=2)
     draw.text(((w - (r - l))//2 - l, (h - (b - t))//2 - t), str(digit), font=font, fill=255, stroke_width=2, stroke_fill=255)
     amp = np.asarray(m.filter(ImageFilter.GaussianBlur(_GLYPH_BLUR)), np.float64)/255
