@@ -233,7 +233,7 @@ def render_shapes(shapes: list[dict], size: int) -> Image.Image:
         else: draw.polygon([((x0 + x1)//2, y0), (x1, y1), (x0, y1)], fill=rgb)
     return im
 
-# %% ../nbs/01_data.ipynb #5540a45b
+# %% ../nbs/01_data.ipynb #e83d5815
 def dejavu_sans_path() -> str:
     "Path of matplotlib's bundled DejaVu Sans."
     from matplotlib import font_manager

@@ -5,6 +5,7 @@
 # %% ../nbs/22_vov_eval.ipynb #c002
 from __future__ import annotations
 
+import json
 import platform
 from dataclasses import asdict
 import resource
@@ -18,11 +19,11 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
-from .core import atomic_path, config_hash, load_json, package_versions, save_json
+from .core import atomic_path, config_hash, package_versions, save_json
 from .data import Sample, sample_images
 from .embeds import generate_pruned
 from .metrics import get_metric
-from .models import generate_batch, prepare_inputs
+from .models import generate_batch
 from .policies import (ACTIONS, BASELINES, FIXED, PolicyHead, VisionBudget, action_inputs, apply_fallback, bucketed_random_actions,
                            check_baseline, decide, feature_vector, normalised_cost, random_actions, space_actions,
                            text_only_stats, threshold_actions, vision_cost)
@@ -130,11 +131,24 @@ def _stats_rows(model, processor, samples, template, batch_size, slices):
              "margin": float(st["margin"][j]), "text_latency": dt, "hidden": st["hidden"][j].tolist()} for j, i in enumerate(mine)]
 
 
+def _save_rows(df: pd.DataFrame, path: Path) -> None:
+    "`df` as JSON lines (Python's float repr round-trips exactly), written atomically."
+    with atomic_path(path) as t, open(t, "w") as f:
+        for r in df.to_dict("records"): f.write(json.dumps(r, default=lambda o: o.item()) + "\n")
+
+
+def _load_rows(path: Path) -> pd.DataFrame:
+    with open(path) as f: return pd.DataFrame([json.loads(line) for line in f])
+
+
 def action_matrix(model, processor, samples: Sequence[Sample], root, settings: Sequence[str], budget: VisionBudget,
                   template: str, decoding: dict, batch_size: int = 16, cache_reuse: bool = True, profile: bool = False,
                   metric: str = "exact_match", slices: Sequence[str] = ("need",), cache_dir=None) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     "(matrix: sample × setting rows, stats: one row per sample, mem: peak MB per setting); cached per setting in `cache_dir`."
     if not samples: raise ValueError("action_matrix: the split is empty")
+    if decoding.get("do_sample"):
+        raise ValueError("action_matrix: every method is scored by looking up one answer per question and setting, which needs "
+                         "deterministic decoding; set decoding.do_sample = false")
     bs = 1 if profile else batch_size
     key = config_hash({"ids": [s.id for s in samples], "weights": weights_fingerprint(model), "budget": asdict(budget),
                        "template": template, "decoding": decoding, "cache_reuse": cache_reuse, "bs": bs, "slices": list(slices)})
@@ -143,13 +157,12 @@ def action_matrix(model, processor, samples: Sequence[Sample], root, settings: S
     rank, _ = _rank_world()
 
     def cached(name, compute):
-        path = cache / f"{name}.pkl" if cache is not None else None
-        if path is not None and path.is_file(): return pd.read_pickle(path)
+        path = cache / f"{name}.jsonl" if cache is not None else None
+        if path is not None and path.is_file(): return _load_rows(path)
         if device.type == "cuda": torch.cuda.reset_peak_memory_stats(device)
         df = pd.DataFrame(_gather(compute()))
         df["mem"] = peak_mem_mb(device)
-        if path is not None and rank == 0:
-            with atomic_path(path) as t: df.to_pickle(t)
+        if path is not None and rank == 0: _save_rows(df, path)
         return df
 
     stats = cached("stats", lambda: _stats_rows(model, processor, samples, template, bs, slices))
