@@ -10,13 +10,13 @@ import difflib
 import hashlib
 import importlib.metadata
 import json
+import math
 import os
 import platform
 import random
 import tempfile
-from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Iterator, Mapping
 
 import numpy as np
 import pandas as pd
@@ -204,9 +204,17 @@ def package_versions(*extra: str) -> dict[str, str | None]:
 RECORD_MIME = "application/vnd.mmnb.record+json"
 
 
+def _finite(v):
+    "`v` with NaN and ±inf floats replaced by None: notebook outputs must be strict JSON (JupyterLab's parser rejects NaN)."
+    if isinstance(v, float) and not math.isfinite(v): return None
+    if isinstance(v, dict): return {k: _finite(x) for k, x in v.items()}
+    if isinstance(v, list): return [_finite(x) for x in v]
+    return v
+
+
 def record(**values) -> dict:
-    "Store `values` (JSON-able) in the executing notebook's outputs; `collect` reads them back."
-    try: values = json.loads(json.dumps(values, default=_jsonable))
+    "Store `values` (JSON-able; NaN and inf become None) in the executing notebook's outputs; `collect` reads them back."
+    try: values = _finite(json.loads(json.dumps(values, default=_jsonable)))
     except TypeError as e: raise TypeError(f"record: {e}") from None
     try:
         from IPython import get_ipython
