@@ -32,7 +32,7 @@ from .vqa import vqa_prompt
 # %% auto #0
 __all__ = ['METHODS', 'RESULT_COLUMNS', 'pruning_setting', 'parse_setting', 'sample_metric', 'peak_mem_mb', 'setting_rows',
            'weights_fingerprint', 'action_matrix', 'check_method', 'cost_table', 'head_logits', 'oracle_actions',
-           'choose', 'per_sample', 'results_row', 'error_slices', 'oracle_analysis', 'write_run']
+           'choose', 'method_settings', 'per_sample', 'results_row', 'error_slices', 'oracle_analysis', 'write_run']
 
 # %% ../nbs/22_vov_eval.ipynb #c005
 def pruning_setting(ratio: float, mode: str) -> str:
@@ -234,6 +234,17 @@ def choose(method: dict, matrix: pd.DataFrame, stats: pd.DataFrame, vocab_size: 
         out, hit = apply_fallback(out, stats, fallback.get("fallback_mode", "full"), fallback.get("fallback_entropy_threshold"),
                                   fallback.get("fallback_margin_threshold"), vocab_size)
     return np.asarray(out).astype(str), hit
+
+
+def method_settings(method: dict, action_space: str = "ternary", fallback: dict | None = None) -> list[str]:
+    "The settings `method` can pick, which the matrix must hold: its fixed action, NO and the escalation, its pruning setting, or the action space (and the fallback's action, for VoVNet)."
+    name, acts = check_method(method)["name"], list(space_actions(action_space))
+    if name in FIXED: return [FIXED[name]]
+    if name == "uncertainty_threshold": return ["no", method.get("escalate", "full")]
+    if name == "vision_token_pruning_proxy": return [pruning_setting(method["ratio"], method.get("mode", "stride"))]
+    if name == "vovnet" and fallback: return list(dict.fromkeys(acts + [fallback.get("fallback_mode", "full")]))
+    return acts
+
 
 # %% ../nbs/22_vov_eval.ipynb #c015
 RESULT_COLUMNS = ("dataset", "baseline_name", "lambda_cost", "threshold", "pruning_ratio", "action_rate_no",

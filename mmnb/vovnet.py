@@ -21,7 +21,7 @@ from .policies import (PolicyHead, VisionBudget, VoVCollate, bucket_thresholds, 
                            matched_ratios, save_policy, space_actions, budget_from)
 from .train import fit, list_checkpoints, process_state, run_cli
 from .vov_data import check_no_leakage, dataset_list
-from .vov_eval import (action_matrix, choose, error_slices, oracle_analysis, per_sample, pruning_setting, results_row,
+from .vov_eval import (action_matrix, choose, error_slices, method_settings, oracle_analysis, per_sample, results_row,
                            write_run)
 from .vqa import VQACollate, vqa_prompt
 
@@ -203,10 +203,9 @@ def methods_from(p: Params) -> list[dict]:
     return out
 
 
-def settings_for(methods: list[dict], action_space: str) -> list[str]:
-    "The settings the matrix must hold: the action space, plus each pruning ratio × mode."
-    return list(space_actions(action_space)) + [pruning_setting(m["ratio"], m["mode"]) for m in methods
-                                                if m["name"] == "vision_token_pruning_proxy"]
+def settings_for(methods: list[dict], action_space: str, fallback: dict | None = None) -> list[str]:
+    "The settings the matrix must hold: every setting some method can pick, in order of first use."
+    return list(dict.fromkeys(s for m in methods for s in method_settings(m, action_space, fallback)))
 
 
 def _random_method(m: dict, p: Params, dataset: str, rows: list[dict], ps_by_lambda: dict) -> dict:
@@ -236,8 +235,8 @@ def evaluate(p: Params, model, processor, head: PolicyHead | None, train_pairs) 
     "Score every method on every eval dataset; rank 0 writes results.csv, summary.json, slices and the oracle analysis."
     state, out = process_state(), eval_dir(p)
     budget, methods = budget_from(p.budget, model), methods_from(p)
-    settings = settings_for(methods, p.vovnet.action_space)
     fallback = dict(p.fallback) if p.fallback.enabled else None
+    settings = settings_for(methods, p.vovnet.action_space, fallback)
     decoding = dict(p.decoding)
     vocab, rows, slices, oracle = len(processor.tokenizer), [], [], {}
     model.eval()
