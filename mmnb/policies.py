@@ -261,9 +261,10 @@ def threshold_actions(stats: dict, metric: str, threshold: float, escalate: str,
 
 # %% ../nbs/21_policies.ipynb #c027
 def check_ratios(ratios: dict[str, float], actions: Sequence[str]) -> dict[str, float]:
-    "`ratios` over `actions` (missing ones are 0), checked to be non-negative and to sum to 1."
-    for a in ratios:
-        if a not in actions: raise ValueError(f"ratio for unknown action {a!r}; actions here: {', '.join(actions)}")
+    "`ratios` over `actions` (missing ones are 0), checked to be non-negative and to sum to 1; an action outside `actions` may only have 0."
+    for a, v in ratios.items():
+        if a not in ACTIONS: raise ValueError(f"ratio for unknown action {a!r}; actions here: {', '.join(actions)}")
+        if a not in actions and v != 0: raise ValueError(f"ratio {v} for {a!r}, which is not in this action space ({', '.join(actions)})")
     r = {a: float(ratios.get(a, 0.0)) for a in actions}
     if any(v < 0 for v in r.values()) or abs(sum(r.values()) - 1) > 1e-3:
         raise ValueError(f"target ratios must be >= 0 and sum to 1, got {r} (sum {sum(r.values()):.4f})")
