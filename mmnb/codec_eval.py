@@ -44,8 +44,8 @@ __all__ = ['ADAPTERS', 'PAIRS_FILE', 'CELL_KEYS', 'RESULT_METRICS', 'build_codec
            'pair_prompt', 'reference_exact', 'make_pair', 'build_pairs', 'load_pairs', 'load_pages', 'pairs_for',
            'train_pairs', 'carrier_gallery', 'load_base', 'qlora_fallback', 'trainable_model', 'PairItems', 'train_dir',
            'trained_path', 'run_train', 'sweep_cells', 'model_source', 'cell_key', 'sweep_dir', 'model_for',
-           'predict_pairs', 'score_pair', 'aggregate', 'read_rows', 'run_sweep', 'publish', 'plot_cost_accuracy',
-           'plot_ratio_accuracy', 'plot_robustness', 'plot_adapter', 'run_stage', 'main']
+           'predict_pairs', 'score_pair', 'aggregate', 'read_rows', 'with_all_metrics', 'run_sweep', 'publish',
+           'plot_cost_accuracy', 'plot_ratio_accuracy', 'plot_robustness', 'plot_adapter', 'run_stage', 'main']
 
 # %% ../nbs/32_codec_eval.ipynb #c006
 ADAPTERS = ("none", "trained")  # the sweep's model conditions: the base model, and the train stage's model
@@ -411,7 +411,7 @@ def score_pair(pair: Mapping, pred: str) -> dict[str, float]:
     return {**out, "score": out[metrics[0].__name__]}
 
 # %% ../nbs/32_codec_eval.ipynb #c038
-RESULT_METRICS = ("score", "json_exact_match", "json_structural_f1", "needle_hit")
+RESULT_METRICS = ("score", "json_exact_match", "json_structural_f1", "edit_similarity", "needle_hit")
 _COSTS = ("ref_exact", "original_tokens", "text_tokens", "vision_tokens", "total_tokens", "ratio", "pages", "latency_s")
 
 
@@ -436,16 +436,26 @@ def read_rows(path) -> list[dict]:
         except json.JSONDecodeError as e: raise ValueError(f"{path}:{n}: not valid JSON ({e.msg})") from None
     return rows
 
+
+def with_all_metrics(row: Mapping) -> dict:
+    "`row` with every metric of its task: a row written before a metric existed is scored again from its `pred` and `target`."
+    names = {m.__name__ for m in get_task(row["task"])["metrics"]}
+    return dict(row) if names <= row.keys() else {**row, **score_pair(row, row["pred"])}
+
 # %% ../nbs/32_codec_eval.ipynb #c040
 def run_sweep(p: Params) -> dict:
     "Evaluate every missing cell of `p.sweep`; one row per sample in results.jsonl, results.csv per cell, summary.json."
     check_params(p)
     state, out, t_start = process_state(), sweep_dir(p), time.perf_counter()
-    rows = read_rows(out / "results.jsonl")
+    old = read_rows(out / "results.jsonl")
+    rows = [with_all_metrics(r) for r in old]
+    rescored = sum(r != o for r, o in zip(rows, old))
+    if rescored and state.is_main_process: atomic_write(out / "results.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
     done = {r["key"] for r in rows}
     cells = [(c, cell_key(p, c)) for c in sweep_cells(p)]
     todo = [(c, k) for c, k in cells if k not in done]
-    state.print(f"sweep {out}: {len(cells)} cells, {len(cells) - len(todo)} finished earlier, {len(todo)} to run")
+    state.print(f"sweep {out}: {len(cells)} cells, {len(cells) - len(todo)} finished earlier, {len(todo)} to run"
+                + (f"; {rescored} earlier rows scored for metrics added since" if rescored else ""))
     bar = tqdm(total=len(todo), desc="sweep cells", disable=not state.is_main_process)
     for (adapter, codec_name), group in itertools.groupby(todo, key=lambda ck: (ck[0]["adapter"], ck[0]["codec"])):
         model, processor = model_for(p, codec_name, adapter)
@@ -466,7 +476,7 @@ def run_sweep(p: Params) -> dict:
     keys = {k for _, k in cells}
     table = aggregate(pd.DataFrame([r for r in rows if r["key"] in keys]))
     summary = dict(config_hash=config_hash(p), seed=p.seed, cells=len(cells), cells_run=len(todo),
-                   cells_skipped=len(cells) - len(todo), rows=int(table["n"].sum()), wall_time_s=time.perf_counter() - t_start,
+                   cells_skipped=len(cells) - len(todo), rows=int(table["n"].sum()), rows_rescored=rescored, wall_time_s=time.perf_counter() - t_start,
                    results_jsonl=str(out / "results.jsonl"), results_csv=str(out / "results.csv"),
                    summary_json=str(out / "summary.json"), versions=package_versions("pillow", "reedsolo", "qrcode", "zxing-cpp"), params=p.to_dict())
     if state.is_main_process:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 import numpy as np
 
 from .data import Sample
-from .metrics import json_exact_match, json_structural_f1, needle_hit
+from .metrics import edit_similarity, json_exact_match, json_structural_f1, needle_hit
 
 # %% auto #0
 __all__ = ['BUCKETS', 'FILL_MIN', 'NOUNS', 'ADJECTIVES', 'VERBS', 'PLACES', 'DEFAULT_PROMPTS', 'TASKS', 'bucket_tokens',
@@ -172,7 +172,7 @@ def needle_sample(bucket: str | int, tokenizer, seed: int = 0, index: int = 0, s
                             depth=depth, key=key))
 
 TASKS: dict[str, dict] = {
-    "json_restore": dict(make=json_restore_sample, metrics=(json_exact_match, json_structural_f1), max_new_tokens=lambda s: s.meta["tokens"] + 32),
+    "json_restore": dict(make=json_restore_sample, metrics=(json_exact_match, json_structural_f1, edit_similarity), max_new_tokens=lambda s: s.meta["tokens"] + 32),
     "needle": dict(make=needle_sample, metrics=(needle_hit,), max_new_tokens=lambda s: 32),
 }
 

@@ -12,6 +12,7 @@ import string
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterable, Sequence
 
+import numpy as np
 from sacrebleu.metrics import BLEU
 from tqdm.auto import tqdm
 
@@ -21,7 +22,8 @@ from .core import did_you_mean
 __all__ = ['METRICS', 'check_refs', 'normalize_answer', 'exact_match', 'token_f1', 'levenshtein', 'anls', 'parse_number',
            'relaxed_accuracy', 'normalize_vqa', 'vqa_score', 'bleu', 'rouge_l', 'choice_letters', 'extract_choice',
            'mc_accuracy', 'recall_at_k', 'hit_at_k', 'average_precision', 'mean_average_precision', 'parse_json_answer',
-           'json_exact_match', 'flatten_json', 'json_structural_f1', 'needle_hit', 'get_metric', 'score', 'mean_score']
+           'json_exact_match', 'flatten_json', 'json_structural_f1', 'edit_similarity', 'needle_hit', 'get_metric',
+           'score', 'mean_score']
 
 # %% ../nbs/03_metrics.ipynb #c006
 def check_refs(pred: str, refs: str | Sequence[str]) -> list[str]:
@@ -67,13 +69,15 @@ def token_f1(pred: str, refs: str | Sequence[str]) -> float:
 def levenshtein(a: str, b: str) -> int:
     "Edit distance (insertions, deletions, substitutions, each cost 1) between `a` and `b`."
     if len(a) < len(b): a, b = b, a
-    prev = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        cur = [i]
-        for j, cb in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
-        prev = cur
-    return prev[-1]
+    if not b: return len(a)
+    code = lambda s: np.fromiter(map(ord, s), dtype=np.int64, count=len(s))
+    bs, j = code(b), np.arange(len(b) + 1)
+    prev = j.copy()
+    for i, ca in enumerate(code(a), 1):
+        cur = np.empty_like(prev)
+        cur[0], cur[1:] = i, np.minimum(prev[1:] + 1, prev[:-1] + (bs != ca))
+        prev = np.minimum.accumulate(cur - j) + j  # insertions: cur[j] = min over k <= j of cur[k] + (j - k)
+    return int(prev[-1])
 
 # %% ../nbs/03_metrics.ipynb #c020
 def anls(pred: str, refs: str | Sequence[str], threshold: float = 0.5) -> float:
@@ -313,6 +317,11 @@ def json_structural_f1(pred: str, refs: str | Sequence[str]) -> float:
     pb = bag(p)
     return max(2 * sum((pb & rb).values()) / (pb.total() + rb.total()) for rb in map(bag, parsed))
 
+# %% ../nbs/03_metrics.ipynb #c061a
+def edit_similarity(pred: str, refs: str | Sequence[str]) -> float:
+    "Max over refs of 1 − Levenshtein(pred, ref) / the longer length, on the raw characters (ANLS without threshold or normalisation)."
+    return max(1 - levenshtein(pred, r) / max(len(pred), len(r)) if pred or r else 1.0 for r in check_refs(pred, refs))
+
 # %% ../nbs/03_metrics.ipynb #c063
 def needle_hit(pred: str, refs: str | Sequence[str]) -> float:
     "Needle-in-a-haystack hit@1 (after Kamradt, 2023): 1.0 if some reference's normalised tokens occur as a contiguous span of pred's."
@@ -323,7 +332,7 @@ def needle_hit(pred: str, refs: str | Sequence[str]) -> float:
 # %% ../nbs/03_metrics.ipynb #c066
 METRICS: dict[str, Callable[..., float]] = {f.__name__: f for f in (
     exact_match, token_f1, anls, relaxed_accuracy, vqa_score, bleu, rouge_l, mc_accuracy,
-    recall_at_k, hit_at_k, average_precision, json_exact_match, json_structural_f1, needle_hit)}
+    recall_at_k, hit_at_k, average_precision, json_exact_match, json_structural_f1, edit_similarity, needle_hit)}
 
 def get_metric(name: str) -> Callable[..., float]:
     "The metric registered as `name`; an unknown name raises, listing the valid ones."
