@@ -34,6 +34,7 @@ from .core import (Params, atomic_path, atomic_write, config_hash, did_you_mean,
                        seed_everything)
 from .corruption import LEVELS, degrade_pages, level_params
 from .data import Sample
+from .metrics import edit_similarity
 from .models import PRESETS, SIZES, add_lora, generate, load_adapter, load_vlm, load_weights, save_adapter, save_weights
 from .report import plot_pareto
 from .train import fit, list_checkpoints, process_state, run_cli
@@ -45,7 +46,8 @@ __all__ = ['ADAPTERS', 'PAIRS_FILE', 'CELL_KEYS', 'RESULT_METRICS', 'build_codec
            'train_pairs', 'carrier_gallery', 'load_base', 'qlora_fallback', 'trainable_model', 'PairItems', 'train_dir',
            'trained_path', 'run_train', 'sweep_cells', 'model_source', 'cell_key', 'sweep_dir', 'model_for',
            'predict_pairs', 'score_pair', 'aggregate', 'read_rows', 'with_all_metrics', 'run_sweep', 'publish',
-           'plot_cost_accuracy', 'plot_ratio_accuracy', 'plot_robustness', 'plot_adapter', 'run_stage', 'main']
+           'reading_check', 'plot_cost_accuracy', 'plot_ratio_accuracy', 'plot_robustness', 'plot_adapter', 'run_stage',
+           'main']
 
 # %% ../nbs/32_codec_eval.ipynb #c006
 ADAPTERS = ("none", "trained")  # the sweep's model conditions: the base model, and the train stage's model
@@ -475,7 +477,7 @@ def run_sweep(p: Params) -> dict:
     bar.close()
     keys = {k for _, k in cells}
     table = aggregate(pd.DataFrame([r for r in rows if r["key"] in keys]))
-    summary = dict(config_hash=config_hash(p), seed=p.seed, cells=len(cells), cells_run=len(todo),
+    summary = dict(config_hash=config_hash(p), seed=p.seed, cells=len(cells), cell_keys=[k for _, k in cells], cells_run=len(todo),
                    cells_skipped=len(cells) - len(todo), rows=int(table["n"].sum()), rows_rescored=rescored, wall_time_s=time.perf_counter() - t_start,
                    results_jsonl=str(out / "results.jsonl"), results_csv=str(out / "results.csv"),
                    summary_json=str(out / "summary.json"), versions=package_versions("pillow", "reedsolo", "qrcode", "zxing-cpp"), params=p.to_dict())
@@ -488,6 +490,18 @@ def run_sweep(p: Params) -> dict:
 def publish(files: Sequence, dest_dir) -> list[Path]:
     "Copy result `files` into `dest_dir` (the records' folder), each atomically; returns the new paths."
     return [atomic_write(Path(dest_dir) / Path(f).name, Path(f).read_bytes()) for f in files]
+
+# %% ../nbs/32_codec_eval.ipynb #c044b
+def reading_check(rows: pd.DataFrame, k: int = 16) -> pd.DataFrame:
+    "Per JSON-restore cell of one grid's `rows`, over its first `k` rows: edit similarity to the own target and to the next row's target, the gap, distinct predictions."
+    out = []
+    for cell, g in rows[rows["task"] == "json_restore"].groupby(list(CELL_KEYS), sort=False):
+        preds, targets = g["pred"].head(k).tolist(), g["target"].head(k).tolist()
+        if len(preds) < 2: continue
+        own = float(np.mean([edit_similarity(p, [t]) for p, t in zip(preds, targets)]))
+        other = float(np.mean([edit_similarity(p, [t]) for p, t in zip(preds, targets[1:] + targets[:1])]))
+        out.append(dict(zip(CELL_KEYS, cell), n=len(preds), distinct_preds=len(set(preds)), own=own, other=other, gap=own - other))
+    return pd.DataFrame(out, columns=[*CELL_KEYS, "n", "distinct_preds", "own", "other", "gap"])
 
 # %% ../nbs/32_codec_eval.ipynb #c048
 def _need_columns(res: pd.DataFrame, cols, what: str) -> None:
