@@ -30,8 +30,8 @@ from tqdm.auto import tqdm
 
 from .codecs import CapacityError, Codec, DecodeError, get_codec
 from .context_tasks import BUCKETS, TASKS, bucket_tokens, get_task
-from .core import (Params, atomic_path, atomic_write, config_hash, did_you_mean, load_json, package_versions, save_json,
-                       seed_everything)
+from .core import (Params, atomic_path, atomic_write, config_hash, did_you_mean, load_json, package_versions,
+                       params_hash, save_json, seed_everything)
 from .corruption import LEVELS, degrade_pages, level_params
 from .data import Sample
 from .metrics import edit_similarity
@@ -477,7 +477,7 @@ def run_sweep(p: Params) -> dict:
     bar.close()
     keys = {k for _, k in cells}
     table = aggregate(pd.DataFrame([r for r in rows if r["key"] in keys]))
-    summary = dict(config_hash=config_hash(p), seed=p.seed, cells=len(cells), cell_keys=[k for _, k in cells], cells_run=len(todo),
+    summary = dict(config_hash=params_hash(p), seed=p.seed, cells=len(cells), cell_keys=[k for _, k in cells], cells_run=len(todo),
                    cells_skipped=len(cells) - len(todo), rows=int(table["n"].sum()), rows_rescored=rescored, wall_time_s=time.perf_counter() - t_start,
                    results_jsonl=str(out / "results.jsonl"), results_csv=str(out / "results.csv"),
                    summary_json=str(out / "summary.json"), versions=package_versions("pillow", "reedsolo", "qrcode", "zxing-cpp"), params=p.to_dict())

@@ -24,9 +24,9 @@ import torch
 import yaml
 
 # %% auto #0
-__all__ = ['DTYPES', 'CORE_PACKAGES', 'RECORD_MIME', 'atomic_path', 'atomic_write', 'save_json', 'load_json', 'ParamsError',
-           'Params', 'did_you_mean', 'load_params', 'seed_everything', 'get_device', 'get_dtype', 'config_hash',
-           'package_versions', 'record', 'run_row', 'collect']
+__all__ = ['DTYPES', 'RUN_LOCATION_KEYS', 'CORE_PACKAGES', 'RECORD_MIME', 'atomic_path', 'atomic_write', 'save_json', 'load_json',
+           'ParamsError', 'Params', 'did_you_mean', 'load_params', 'seed_everything', 'get_device', 'get_dtype',
+           'config_hash', 'run_identity', 'params_hash', 'package_versions', 'record', 'run_row', 'collect']
 
 # %% ../nbs/00_core.ipynb #c006
 _UMASK = os.umask(0); os.umask(_UMASK)
@@ -188,6 +188,18 @@ def config_hash(obj) -> str:
     "A 12-hex-digit hash of `obj`'s JSON form, independent of key order."
     blob = json.dumps(obj, sort_keys=True, default=_jsonable, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+RUN_LOCATION_KEYS = ("work_dir", "results_dir", "eval.out_dir")
+
+def run_identity(params: Mapping, prefix: str = "") -> dict:
+    "`params` without the dotted `RUN_LOCATION_KEYS`: the settings that decide what a run computes."
+    return {k: run_identity(v, f"{prefix}{k}.") if isinstance(v, Mapping) else v
+            for k, v in params.items() if f"{prefix}{k}" not in RUN_LOCATION_KEYS}
+
+def params_hash(params: Mapping) -> str:
+    "The hash that names a run: `config_hash` of `run_identity(params)`, the same in every checkout."
+    return config_hash(run_identity(params))
 
 
 CORE_PACKAGES = ("mmnb", "torch", "transformers", "peft", "accelerate", "numpy")

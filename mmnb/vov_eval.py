@@ -19,7 +19,7 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
-from .core import atomic_path, config_hash, package_versions, save_json
+from .core import atomic_path, config_hash, package_versions, params_hash, save_json
 from .data import Sample, sample_images
 from .embeds import generate_pruned
 from .metrics import get_metric
@@ -311,7 +311,7 @@ def write_run(out_dir, results: pd.DataFrame, params: dict, datasets: Sequence[s
     paths = {}
     with atomic_path(out / "results.csv") as t: results[cols].to_csv(t, index=False)
     paths["results.csv"] = out / "results.csv"
-    paths["summary.json"] = save_json(out / "summary.json", {"seed": params.get("seed"), "config_hash": config_hash(params),
+    paths["summary.json"] = save_json(out / "summary.json", {"seed": params.get("seed"), "config_hash": params_hash(params),
                                                              "dataset": list(datasets), "params": params, "versions": package_versions()})
     for name, obj in (extra or {}).items():
         if isinstance(obj, pd.DataFrame):

@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 from safetensors.torch import load_file
 
-from .core import Params, atomic_path, config_hash, did_you_mean, load_json, save_json, seed_everything
+from .core import Params, atomic_path, config_hash, did_you_mean, load_json, params_hash, save_json, seed_everything
 from .data import Sample, image_root, load_split, sample_images
 from .models import SIZES, add_lora, load_adapter, load_vlm, load_weights, save_adapter, save_weights
 from .policies import (PolicyHead, VisionBudget, VoVCollate, bucket_thresholds, check_baseline, load_policy,
@@ -228,7 +228,7 @@ def _random_method(m: dict, p: Params, dataset: str, rows: list[dict], ps_by_lam
 # %% ../nbs/23_vovnet.ipynb #c014
 def eval_dir(p: Params) -> Path:
     "Where an eval writes its files: `eval.out_dir`, else a folder under work_dir named by the whole params' hash."
-    return Path(p.eval.out_dir) if p.eval.out_dir else Path(p.work_dir) / "vovnet" / "eval" / config_hash(p)
+    return Path(p.eval.out_dir) if p.eval.out_dir else Path(p.work_dir) / "vovnet" / "eval" / params_hash(p)
 
 
 def evaluate(p: Params, model, processor, head: PolicyHead | None, train_pairs) -> dict:

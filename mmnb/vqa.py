@@ -13,7 +13,7 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
-from .core import Params, atomic_path, config_hash, seed_everything
+from .core import Params, atomic_path, params_hash, seed_everything
 from .data import Sample, image_root, load_image, load_split
 from .metrics import get_metric
 from .models import SIZES, add_lora, generate, load_vlm, prepare_inputs, save_adapter, save_weights
@@ -99,7 +99,7 @@ def run_vqa(p: Params) -> dict:
     "Fine-tune `p.model` on `p.data`'s train split, answer its test split; metrics (rank 0 also writes files)."
     seed_everything(p.seed)
     state = process_state()
-    out = Path(p.work_dir) / "vqa" / config_hash(p)
+    out = Path(p.work_dir) / "vqa" / params_hash(p)
     train_s, test_s = load_split(p.data.name, "train", p), load_split(p.data.name, "test", p)
     root = image_root(p.data.name, p)
     model, processor = _model(p)
