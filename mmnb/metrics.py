@@ -68,8 +68,8 @@ def token_f1(pred: str, refs: str | Sequence[str]) -> float:
 # %% ../nbs/03_metrics.ipynb #c018
 def levenshtein(a: str, b: str) -> int:
     "Edit distance (insertions, deletions, substitutions, each cost 1) between `a` and `b`."
-    if len(a) < len(b): a, b = b, a
-    if not b: return len(a)
+    if len(a) > len(b): a, b = b, a  # one Python step per character of the shorter string, numpy over the longer
+    if not a: return len(b)
     code = lambda s: np.fromiter(map(ord, s), dtype=np.int64, count=len(s))
     bs, j = code(b), np.arange(len(b) + 1)
     prev = j.copy()
