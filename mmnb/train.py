@@ -22,8 +22,7 @@ from .core import Params, did_you_mean, load_json, load_params, save_json, seed_
 # %% auto #0
 __all__ = ['SCHEDULES', 'PRECISIONS', 'BACKENDS', 'STATE_FILE', 'TrainConfig', 'multi_cpu', 'process_state', 'accelerator_kwargs',
            'lr_factor', 'epoch_seed', 'EpochSampler', 'batch_samples', 'batch_tokens', 'select_trainable', 'EMA',
-           'list_checkpoints', 'resolve_checkpoint', 'check_resumable', 'save_checkpoint', 'fit', 'write_metrics',
-           'parse_sets', 'run_cli']
+           'list_checkpoints', 'resolve_checkpoint', 'check_resumable', 'save_checkpoint', 'fit', 'write_metrics']
 
 # %% ../nbs/04_train.ipynb #c008
 SCHEDULES = ("constant", "linear", "cosine")
@@ -451,28 +450,3 @@ def write_metrics(metrics: Mapping, path: str | os.PathLike | None = None) -> Pa
     path = path or os.environ.get("MMNB_METRICS_PATH")
     if not path: raise ValueError("write_metrics: no path given and $MMNB_METRICS_PATH is not set")
     return save_json(path, dict(metrics)) if PartialState().is_main_process else None
-
-# %% ../nbs/04_train.ipynb #4c740469
-def parse_sets(sets: list[str]) -> dict:
-    "`['train.lr=1.0e-4', ...]` → `{'train.lr': 0.0001, ...}` (values parsed as YAML)."
-    import yaml
-    out = {}
-    for s in sets:
-        key, sep, value = s.partition("=")
-        if not sep or not key: raise ValueError(f"--set expects key=value, got {s!r}")
-        out[key] = yaml.safe_load(value)
-    return out
-
-
-def run_cli(module: str, run: Callable[[Params, argparse.Namespace], Mapping], argv: list[str] | None = None,
-            add_args: Callable[[argparse.ArgumentParser], None] | None = None, description: str | None = None) -> Mapping:
-    "Parse `python -m module`'s command line (`--params`, `--set`, `--metrics`, plus `add_args`'), run it, write its metrics."
-    ap = argparse.ArgumentParser(prog=f"python -m {module}", description=description)
-    ap.add_argument("--params", nargs="+", required=True, help="YAML files, the first one is the schema")
-    ap.add_argument("--set", nargs="*", default=[], help="dotted overrides, key=value")
-    ap.add_argument("--metrics", default=None, help="where rank 0 writes the metrics JSON (default $MMNB_METRICS_PATH)")
-    if add_args: add_args(ap)
-    a = ap.parse_args(argv)
-    metrics = run(load_params(*a.params, overrides=parse_sets(a.set)), a)
-    if a.metrics or os.environ.get("MMNB_METRICS_PATH"): write_metrics(metrics, a.metrics)
-    return metrics
