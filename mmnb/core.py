@@ -9,6 +9,7 @@ import contextlib
 import difflib
 import hashlib
 import importlib.metadata
+import importlib.util
 import json
 import math
 import os
@@ -24,9 +25,11 @@ import torch
 import yaml
 
 # %% auto #0
-__all__ = ['DTYPES', 'RUN_LOCATION_KEYS', 'CORE_PACKAGES', 'RECORD_MIME', 'atomic_path', 'atomic_write', 'save_json', 'load_json',
-           'ParamsError', 'Params', 'did_you_mean', 'load_params', 'seed_everything', 'get_device', 'get_dtype',
-           'config_hash', 'run_identity', 'params_hash', 'package_versions', 'record', 'run_row', 'collect']
+__all__ = ['DTYPES', 'RUN_LOCATION_KEYS', 'CORE_PACKAGES', 'RECORD_MIME', 'NONFINITE', 'atomic_path', 'atomic_write', 'save_json',
+           'load_json', 'read_jsonl_rows', 'file_sha256', 'ParamsError', 'Params', 'did_you_mean', 'conform_value',
+           'conform', 'load_params', 'parse_sets', 'seed_everything', 'get_device', 'get_dtype', 'synchronize',
+           'config_hash', 'run_identity', 'params_hash', 'package_versions', 'code_hash', 'require', 'record',
+           'record_values', 'read_notebook', 'run_row', 'collect']
 
 # %% ../nbs/00_core.ipynb #c006
 _UMASK = os.umask(0); os.umask(_UMASK)
@@ -73,6 +76,29 @@ def load_json(path: str | os.PathLike):
     try: return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e: raise ValueError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
 
+
+def read_jsonl_rows(path: str | os.PathLike) -> list[dict]:
+    "The JSON objects of a JSON-lines file; a bad line or a last line cut before its newline is an error naming `path:line`."
+    path, rows = Path(path), []
+    text = path.read_text(encoding="utf-8")
+    lines = text.split("\n")
+    if lines[-1]: raise ValueError(f"{path}:{len(lines)}: the last line has no newline: the file was cut while being written")
+    for n, line in enumerate(lines[:-1], 1):
+        if not line.strip(): continue
+        try: row = json.loads(line)
+        except json.JSONDecodeError as e: raise ValueError(f"{path}:{n}: not valid JSON ({e.msg})") from None
+        if not isinstance(row, dict): raise ValueError(f"{path}:{n}: expected a JSON object, got {type(row).__name__}")
+        rows.append(row)
+    return rows
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    "The SHA-256 hex digest of a file's bytes."
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""): h.update(block)
+    return h.hexdigest()
+
 # %% ../nbs/00_core.ipynb #c009
 class ParamsError(ValueError):
     "A parameter file or override that does not fit the schema."
@@ -113,31 +139,48 @@ def _read_yaml(path: Path) -> dict:
     return data
 
 
-def _type_ok(new, old) -> bool:
-    if old is None or new is None: return True
-    if isinstance(old, bool) or isinstance(new, bool): return isinstance(new, bool) and isinstance(old, bool)
-    if isinstance(old, float): return isinstance(new, (int, float))
-    if isinstance(old, Mapping): return isinstance(new, Mapping)
-    return isinstance(new, type(old))
-
-
 def did_you_mean(word, options) -> str:
     "`\"; did you mean 'x'?\"` naming the option closest to `word`, or `''` when none is close: the tail of every 'unknown name' error."
     near = difflib.get_close_matches(str(word), [str(o) for o in options], n=1)
     return f"; did you mean '{near[0]}'?" if near else ""
 
 
-def _merge(base: dict, new: Mapping, src: str, prefix: str = "") -> None:
-    for k, v in new.items():
+def _kind(v) -> str: return type(v).__name__
+
+
+def conform_value(value, like, key: str, where: str, what: str = "parameter"):
+    "`value` checked against the schema value `like` (see the rules above); a float slot turns ints and numeric strings into floats."
+    def bad(why: str): return ParamsError(f"{where}: {what} {key!r} {why}")
+    if isinstance(value, float) and not math.isfinite(value): raise bad(f"must be a finite number, got {value!r}")
+    if like is None or value is None: return value
+    if isinstance(like, bool) or isinstance(value, bool):
+        if isinstance(like, bool) and isinstance(value, bool): return value
+    elif isinstance(like, float):
+        if isinstance(value, (int, float)): return float(value)
+        if isinstance(value, str):
+            try: number = float(value)
+            except ValueError: number = None
+            if number is not None:
+                if not math.isfinite(number): raise bad(f"must be a finite number, got {value!r}")
+                return number
+    elif isinstance(like, Mapping):
+        if isinstance(value, Mapping): return value
+    elif isinstance(value, type(like)): return value
+    raise bad(f"should be {_kind(like)} (like {like!r}), got {_kind(value)} {value!r}")
+
+
+def conform(data: Mapping, schema: Mapping, where: str, prefix: str = "", what: str = "parameter") -> dict:
+    "A copy of `schema` updated with `data`; unknown keys (with the closest valid one) and wrong types are `ParamsError`s naming `where`."
+    out = dict(schema)
+    for k, v in data.items():
         key = f"{prefix}{k}"
-        if k not in base:
-            hint = did_you_mean(k, base).replace("'", f"'{prefix}", 1) or f"; valid keys here: {sorted(base)}"
-            raise ParamsError(f"{src}: unknown parameter {key!r}{hint}")
-        old = base[k]
-        if not _type_ok(v, old):
-            raise ParamsError(f"{src}: parameter {key!r} should be {type(old).__name__} (like {old!r}), got {type(v).__name__} {v!r}")
-        if isinstance(old, Mapping) and isinstance(v, Mapping) and old: _merge(old, v, src, f"{key}.")
-        else: base[k] = v
+        if k not in schema:
+            hint = did_you_mean(k, schema).replace("'", f"'{prefix}", 1) or f"; valid keys here: {sorted(schema)}"
+            raise ParamsError(f"{where}: unknown {what} {key!r}{hint}")
+        like = schema[k]
+        v = conform_value(v, like, key, where, what)
+        out[k] = conform(v, like, where, f"{key}.", what) if isinstance(like, Mapping) and like and isinstance(v, Mapping) else v
+    return out
 
 
 def _nest(dotted: Mapping) -> dict:
@@ -154,9 +197,21 @@ def load_params(*paths: str | os.PathLike, overrides: Mapping | None = None) -> 
     "Stack YAML files (later wins) and dotted `overrides`; the first file defines the allowed keys and types."
     if not paths: raise ParamsError("load_params needs at least one YAML file (the first one is the schema)")
     base = _read_yaml(Path(paths[0]))
-    for p in paths[1:]: _merge(base, _read_yaml(Path(p)), str(p))
-    if overrides: _merge(base, _nest(overrides), "override")
+    base = conform(base, base, str(paths[0]))
+    for p in paths[1:]: base = conform(_read_yaml(Path(p)), base, str(p))
+    if overrides: base = conform(_nest(overrides), base, "override")
     return Params(base)
+
+
+def parse_sets(sets: list[str]) -> dict:
+    "`['train.lr=1.0e-4', ...]` → `{'train.lr': 0.0001, ...}` (values parsed as YAML)."
+    out = {}
+    for s in sets:
+        key, sep, value = s.partition("=")
+        if not sep or not key: raise ValueError(f"--set expects key=value, got {s!r}")
+        out[key] = yaml.safe_load(value)
+    return out
+
 
 # %% ../nbs/00_core.ipynb #c015
 def seed_everything(seed: int) -> None:
@@ -182,6 +237,12 @@ def get_dtype(name: str = "auto", device: torch.device | str | None = None) -> t
         return torch.bfloat16 if dev.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
     if name not in DTYPES: raise ValueError(f"unknown dtype {name!r}; valid: {['auto', *DTYPES]}")
     return DTYPES[name]
+
+
+def synchronize(device: torch.device | str) -> None:
+    "Wait for the device's queued work (CUDA), so that a wall-clock timer measures it; a no-op on the CPU."
+    device = torch.device(device)
+    if device.type == "cuda": torch.cuda.synchronize(device)
 
 
 def config_hash(obj) -> str:
@@ -212,21 +273,42 @@ def package_versions(*extra: str) -> dict[str, str | None]:
         except importlib.metadata.PackageNotFoundError: out[name] = None
     return out
 
+
+def code_hash(*extra: str | os.PathLike) -> str:
+    "A hash of the library's sources (every `.py` of the installed `mmnb` package) and of the `extra` files: the code a result ran with."
+    root = Path(importlib.util.find_spec("mmnb").origin).parent
+    h = hashlib.sha256()
+    for f in sorted(root.rglob("*.py")) + [Path(e) for e in extra]:
+        name = str(f.relative_to(root)) if f.is_relative_to(root) else f.name
+        h.update(name.encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()[:12]
+
+
+def require(module: str, extra: str, why: str = ""):
+    "Import the optional `module`, or raise an `ImportError` naming the mmnb extra that installs it."
+    try: return importlib.import_module(module)
+    except ImportError as e:
+        raise ImportError(f"{why or module} needs the package {module!r}, which is not installed: "
+                          f"pip install -e \".[{extra}]\" in a checkout, or pip install \"mmnb[{extra}]\"") from e
+
 # %% ../nbs/00_core.ipynb #c018
 RECORD_MIME = "application/vnd.mmnb.record+json"
 
 
-def _finite(v):
-    "`v` with NaN and ±inf floats replaced by None: notebook outputs must be strict JSON (JupyterLab's parser rejects NaN)."
-    if isinstance(v, float) and not math.isfinite(v): return None
-    if isinstance(v, dict): return {k: _finite(x) for k, x in v.items()}
-    if isinstance(v, list): return [_finite(x) for x in v]
+NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+
+
+def _strict(v):
+    "`v` with NaN and ±inf floats written as the strings of `NONFINITE`, so that it is strict JSON."
+    if isinstance(v, float) and not math.isfinite(v): return "nan" if math.isnan(v) else "inf" if v > 0 else "-inf"
+    if isinstance(v, dict): return {k: _strict(x) for k, x in v.items()}
+    if isinstance(v, list): return [_strict(x) for x in v]
     return v
 
 
 def record(**values) -> dict:
-    "Store `values` (JSON-able; NaN and inf become None) in the executing notebook's outputs; `collect` reads them back."
-    try: values = _finite(json.loads(json.dumps(values, default=_jsonable)))
+    "Store `values` (JSON-able; NaN and inf as 'nan'/'inf'/'-inf') in the executing notebook's outputs; `collect` reads them back."
+    try: values = _strict(json.loads(json.dumps(values, default=_jsonable)))
     except TypeError as e: raise TypeError(f"record: {e}") from None
     try:
         from IPython import get_ipython
@@ -239,13 +321,14 @@ def record(**values) -> dict:
     return values
 
 # %% ../nbs/00_core.ipynb #c019
-def _records(nb: dict) -> dict:
+def record_values(nb: dict) -> dict:
+    "Every value `record` stored in the executed notebook `nb` (later records win), NaN and ±inf as floats."
     out = {}
     for cell in nb.get("cells", []):
         for o in cell.get("outputs", []):
             data = o.get("data", {})
             if RECORD_MIME in data: out.update(data[RECORD_MIME])
-    return out
+    return {k: NONFINITE.get(v, v) if isinstance(v, str) else v for k, v in out.items()}
 
 
 def _is_error(o: dict) -> bool:
@@ -260,15 +343,24 @@ def _status(nb: dict) -> str:
     return "ok" if pm.get("end_time") or not pm else "incomplete"
 
 
+def read_notebook(path: str | os.PathLike) -> dict:
+    "An executed notebook as JSON; a truncated or corrupt file is an error naming it."
+    try: nb = load_json(path)
+    except UnicodeDecodeError as e: raise ValueError(f"{path}: not a UTF-8 notebook ({e.reason})") from None
+    if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list):
+        raise ValueError(f"{path}: not a notebook (no list of cells)")
+    return nb
+
+
 def run_row(path: Path, runs_dir: Path) -> dict:
     "One row of `collect`: where the run is, how it went, its parameters and its records."
-    nb = json.loads(path.read_text(encoding="utf-8"))
+    nb = read_notebook(path)
     pm = nb.get("metadata", {}).get("papermill", {})
     parts = path.relative_to(runs_dir).parts
     row = {"job": parts[0] if len(parts) > 1 else "", "name": "/".join(parts[1:-1]), "path": str(path),
            "status": _status(nb), "duration_s": pm.get("duration"), "started": pm.get("start_time")}
     row.update({f"param.{k}": (json.dumps(v) if isinstance(v, (list, dict)) else v) for k, v in pm.get("parameters", {}).items()})
-    row.update(_records(nb))
+    row.update(record_values(nb))
     return row
 
 
