@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
 from tqdm.auto import tqdm
 
-from .core import ParamsError, atomic_path, atomic_write, config_hash, did_you_mean, load_json, save_json
+from .core import ParamsError, atomic_path, atomic_write, config_hash, did_you_mean, file_sha256, load_json, save_json
 
 # %% auto #0
 __all__ = ['SHAPE_COLOURS', 'SHAPE_KINDS', 'SHAPE_QTYPES', 'SHAPES_VERSION', 'SHAPES_DEFAULTS', 'DataError', 'Sample',
@@ -285,8 +285,6 @@ def shapes_config(n_train: int, n_test: int, image_size: int = 112, seed: int = 
     return {"generator": "shapes", "version": SHAPES_VERSION, "n_train": int(n_train), "n_test": int(n_test),
             "image_size": int(image_size), "seed": int(seed)}
 
-def _sha256(p: Path) -> str: return hashlib.sha256(p.read_bytes()).hexdigest()
-
 def _finished(out: Path, h: str) -> bool:
     "Whether `out` holds a complete build with config hash `h` (a different build there is an error)."
     man = out/"manifest.json"
@@ -294,7 +292,7 @@ def _finished(out: Path, h: str) -> bool:
     m = load_json(man)
     if m.get("config_hash") != h:
         raise DataError(f"{out} holds another shapes build (config_hash {m.get('config_hash')}, asked for {h}); use another out_dir")
-    return all((out/f).is_file() and _sha256(out/f) == sha for f, sha in m["files"].items())
+    return all((out/f).is_file() and file_sha256(out/f) == sha for f, sha in m["files"].items())
 
 def make_shapes(out_dir, n_train: int, n_test: int, image_size: int = 112, seed: int = 0) -> Path:
     "Build the shapes set under `out_dir` (images + `train.jsonl`/`test.jsonl`), unless it is already there; returns `out_dir`."
@@ -320,7 +318,7 @@ def make_shapes(out_dir, n_train: int, n_test: int, image_size: int = 112, seed:
                                     meta={"qtype": qtype, **extra, "shapes": shapes}))
     for split, ss in splits.items(): write_jsonl(out/f"{split}.jsonl", ss)
     save_json(out/"manifest.json", {"config": cfg, "config_hash": h, "counts": {s: len(v) for s, v in splits.items()},
-                                    "files": {f"{s}.jsonl": _sha256(out/f"{s}.jsonl") for s in splits}})
+                                    "files": {f"{s}.jsonl": file_sha256(out/f"{s}.jsonl") for s in splits}})
     return out
 
 # %% ../nbs/01_data.ipynb #c047

@@ -15,7 +15,7 @@ import pandas as pd
 import matplotlib.pyplot as plt
 import seaborn as sns
 
-from .core import atomic_path, did_you_mean
+from .core import atomic_path, did_you_mean, require
 
 # %% ../nbs/06_report.ipynb #c010
 def _as_list(x) -> list: return [x] if isinstance(x, str) else list(x)
@@ -148,8 +148,7 @@ class RunsBrowser:
     ALL = "(all)"
     def __init__(self, df: pd.DataFrame, log_lines: int = 20):
         # imported here: plots and tables must work where ipywidgets is not installed (e.g. the GPU hosts)
-        try: import ipywidgets as W
-        except ImportError: raise ImportError("RunsBrowser needs ipywidgets: pip install ipywidgets") from None
+        W = require("ipywidgets", "notebook", "RunsBrowser")
         _need(df, _BASE, "RunsBrowser")
         self.df, self.log_lines = df.reset_index(drop=True), log_lines
         opts = lambda c: [self.ALL] + sorted(self.df[c].dropna().astype(str).unique())

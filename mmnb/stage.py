@@ -10,19 +10,17 @@ import os
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
-import torch
-import yaml
 from accelerate.utils import gather_object
 from tqdm.auto import tqdm
 
-from .core import Params, ParamsError, did_you_mean, load_json, load_params, save_json
+from .core import Params, ParamsError, did_you_mean, load_json, load_params, parse_sets, save_json
 from .models import PRESETS, SIZES, add_lora, load_adapter, load_vlm, load_weights, save_adapter, save_weights
 from .train import fit, list_checkpoints, process_state, write_metrics
 
 # %% auto #0
 __all__ = ['DONE_FILE', 'FIT_RESULTS', 'preset_kwargs', 'build_model', 'lora_enabled', 'add_lora_from', 'with_lora',
            'trained_path', 'save_trained', 'load_trained', 'resume_arg', 'finished', 'param_counts', 'train_stage',
-           'sharded_map', 'parse_sets', 'run_cli']
+           'sharded_map', 'run_cli']
 
 # %% ../nbs/04b_stage.ipynb #c006
 def preset_kwargs(m: Mapping) -> dict:
@@ -134,16 +132,6 @@ def sharded_map(fn: Callable[[list], list], items: Sequence, batch_size: int = 1
     return gather_object(out) if state.num_processes > 1 else out
 
 # %% ../nbs/04b_stage.ipynb #4c740469
-def parse_sets(sets: list[str]) -> dict:
-    "`['train.lr=1.0e-4', ...]` → `{'train.lr': 0.0001, ...}` (values parsed as YAML)."
-    out = {}
-    for s in sets:
-        key, sep, value = s.partition("=")
-        if not sep or not key: raise ValueError(f"--set expects key=value, got {s!r}")
-        out[key] = yaml.safe_load(value)
-    return out
-
-
 def run_cli(module: str, run: Callable[[Params, argparse.Namespace], Mapping], argv: list[str] | None = None,
             add_args: Callable[[argparse.ArgumentParser], None] | None = None, description: str | None = None) -> Mapping:
     "Parse `python -m module`'s command line (`--params`, `--set`, `--metrics`, plus `add_args`'), run it, write its metrics."

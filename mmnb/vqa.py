@@ -10,14 +10,13 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-import torch.distributed as dist
-from tqdm.auto import tqdm
 
 from .core import Params, atomic_path, params_hash, seed_everything
 from .data import Sample, image_root, load_image, load_split
 from .metrics import get_metric
-from .models import SIZES, add_lora, generate, load_vlm, prepare_inputs, save_adapter, save_weights
-from .train import fit, list_checkpoints, process_state, run_cli
+from .models import generate, prepare_inputs
+from .stage import build_model, param_counts, run_cli, sharded_map, train_stage
+from .train import process_state
 
 # %% auto #0
 __all__ = ['vqa_prompt', 'VQAItems', 'VQACollate', 'predict', 'score_predictions', 'run_vqa', 'main']
@@ -47,28 +46,13 @@ class VQACollate:
                               [it["answer"] for it in items])
 
 # %% ../nbs/07_vqa.ipynb #c008
-def _gather(preds: list[tuple[int, str]], n: int) -> list[str]:
-    if dist.is_available() and dist.is_initialized():
-        parts = [None] * dist.get_world_size()
-        dist.all_gather_object(parts, preds)
-        preds = [p for part in parts for p in part]
-    out = [""] * n
-    for i, text in preds: out[i] = text
-    return out
-
-
 def predict(model, processor, samples: list[Sample], root: Path, template: str,
             batch_size: int = 16, max_new_tokens: int = 8) -> list[str]:
-    "Greedy answers for `samples`, split across processes and gathered in order."
-    state = process_state()
-    mine = list(range(state.process_index, len(samples), state.num_processes))
-    answers = []
-    for b in tqdm(range(0, len(mine), batch_size), desc="predict", disable=not state.is_main_process):
-        idx = mine[b:b + batch_size]
-        images = [load_image(root, samples[i].image) for i in idx]
-        prompts = [vqa_prompt(samples[i], template) for i in idx]
-        answers += generate(model, processor, images, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size)
-    return _gather(list(zip(mine, answers)), len(samples))
+    "Greedy answers for `samples`, shared over processes and gathered in order."
+    def answers(batch):
+        return generate(model, processor, [load_image(root, s.image) for s in batch],
+                        [vqa_prompt(s, template) for s in batch], max_new_tokens=max_new_tokens, batch_size=batch_size)
+    return sharded_map(answers, samples, batch_size, desc="predict")
 
 
 def score_predictions(samples: list[Sample], preds: list[str], metric: str = "exact_match") -> pd.DataFrame:
@@ -79,16 +63,6 @@ def score_predictions(samples: list[Sample], preds: list[str], metric: str = "ex
                          for s, p in zip(samples, preds)])
 
 # %% ../nbs/07_vqa.ipynb #c010
-def _model(p: Params):
-    m = p.model
-    overrides = SIZES[m.spec][m.size] if m.size != "tiny" else None
-    model, processor = load_vlm(m.spec, dtype=m.dtype, device=str(process_state().device), seed=p.seed,
-                                config_overrides=overrides, tokenizer=m.tokenizer)
-    if m.lora.enabled:
-        model = add_lora(model, r=m.lora.r, alpha=m.lora.alpha, dropout=m.lora.dropout, target_modules=m.lora.target_modules)
-    return model, processor
-
-
 def _accuracy_by_type(df: pd.DataFrame, prefix: str) -> dict:
     out = {f"{prefix}score": float(df.score.mean())}
     out.update({f"{prefix}score_{k}": float(v) for k, v in df.groupby("qtype").score.mean().items() if k})
@@ -101,23 +75,21 @@ def run_vqa(p: Params) -> dict:
     state = process_state()
     out = Path(p.work_dir) / "vqa" / params_hash(p)
     train_s, test_s = load_split(p.data.name, "train", p), load_split(p.data.name, "test", p)
+    if not train_s or not test_s:
+        raise ValueError(f"dataset {p.data.name!r}: the {'train' if not train_s else 'test'} split is empty")
     root = image_root(p.data.name, p)
-    model, processor = _model(p)
-    n_params = sum(t.numel() for t in model.parameters())
+    model, processor = build_model(p)
     ev = p.eval
-    metrics = {"n_train": len(train_s), "n_test": len(test_s), "n_params": n_params, "out_dir": str(out)}
-    if ev.before:
-        before = score_predictions(test_s, predict(model, processor, test_s, root, p.prompt, ev.batch_size, ev.max_new_tokens), ev.metric)
-        metrics.update(_accuracy_by_type(before, "before_"))
-    resume = p.train.resume_from or ("latest" if list_checkpoints(out / "train") else None)
-    cfg = {**p.train, "output_dir": str(out / "train"), "seed": p.seed, "resume_from": resume}
-    res = fit(model, VQAItems(train_s, root, p.prompt), VQACollate(processor), cfg)
-    model.eval()
-    df = score_predictions(test_s, predict(model, processor, test_s, root, p.prompt, ev.batch_size, ev.max_new_tokens), ev.metric)
+    answer = lambda m: score_predictions(test_s, predict(m, processor, test_s, root, p.prompt, ev.batch_size, ev.max_new_tokens), ev.metric)
+    metrics = {"n_train": len(train_s), "n_test": len(test_s), "n_params": param_counts(model)["n_params"], "out_dir": str(out)}
+    if ev.before: metrics.update(_accuracy_by_type(answer(model), "before_"))
+    model, res = train_stage(out, model, VQAItems(train_s, root, p.prompt), VQACollate(processor), p.train,
+                             seed=p.seed, lora=p.model.lora)
+    df = answer(model)
     metrics.update(_accuracy_by_type(df, ""))
-    metrics.update({k: res[k] for k in ("steps", "start_step", "final_loss", "loss_history", "tokens_per_s", "samples_per_s", "wall_time_s", "num_processes")})
+    metrics.update({k: res[k] for k in ("steps", "start_step", "final_loss", "loss_history", "tokens_per_s", "samples_per_s",
+                                        "wall_time_s", "num_processes", "skipped")})
     if state.is_main_process:
-        (save_adapter if p.model.lora.enabled else save_weights)(model, out / ("adapter" if p.model.lora.enabled else "model.safetensors"))
         with atomic_path(out / "predictions.csv") as tmp: df.to_csv(tmp, index=False)
         metrics["predictions"] = str(out / "predictions.csv")
     return metrics
