@@ -13,11 +13,8 @@ statuses = ["1 - Planning", "2 - Pre-Alpha", "3 - Alpha", "4 - Beta", "5 - Produ
 lic = licenses[cfg["license"]]
 readme = Path(__file__).parent / "README.md"
 
-extras = {
-    "dev": cfg.get("dev_requirements", "").split(),
-    "gpu": ["faiss-gpu-cu12", "deepspeed", "bitsandbytes"],
-    "paddle": ["paddleocr", "paddlepaddle"],
-}
+extras = {k.removeprefix("extra_"): v.split() for k, v in cfg.items() if k.startswith("extra_")}
+extras["dev"] = cfg.get("dev_requirements", "").split() + [r for e in cfg.get("dev_extras", "").split() for r in extras[e]]
 
 setuptools.setup(
     name=cfg["lib_name"],
