@@ -39,8 +39,8 @@ class Unscorable(ValueError):
 def tolerant(metric: Callable[..., float]) -> Callable[..., float]:
     "`metric` that returns 0.0 where the prediction is `Unscorable`; the unwrapped metric stays reachable as `.strict`."
     @functools.wraps(metric)
-    def scored(pred, refs, **kw) -> float:
-        try: return metric(pred, refs, **kw)
+    def scored(pred, refs, *args, **kw) -> float:
+        try: return metric(pred, refs, *args, **kw)
         except Unscorable: return 0.0
     scored.strict = metric
     return scored
