@@ -23,7 +23,7 @@ from ..data import Sample, safe_path, sample_images
 from ..embeds import generate_pruned
 from ..metrics import get_metric
 from ..models import generate_batch
-from .policies import (ACTIONS, BASELINES, FIXED, PolicyHead, VisionBudget, action_inputs, apply_fallback, bucketed_random_actions,
+from .policies import (ACTIONS, FIXED, PolicyHead, VisionBudget, action_inputs, apply_fallback, bucketed_random_actions,
                            check_baseline, decide, feature_vector, normalised_cost, random_actions, space_actions,
                            text_only_stats, threshold_actions, vision_cost)
 from ..stage import sharded_map
@@ -31,7 +31,7 @@ from ..train import process_state
 from ..vqa import vqa_prompt
 
 # %% auto #0
-__all__ = ['METHODS', 'RESULT_COLUMNS', 'pruning_setting', 'parse_setting', 'sample_metric', 'peak_mem_mb', 'setting_rows',
+__all__ = ['RESULT_COLUMNS', 'pruning_setting', 'parse_setting', 'sample_metric', 'peak_mem_mb', 'setting_rows',
            'weights_fingerprint', 'samples_fingerprint', 'action_matrix', 'check_method', 'cost_table', 'head_logits',
            'oracle_actions', 'choose', 'method_settings', 'per_sample', 'results_row', 'error_slices',
            'oracle_analysis', 'write_run']
@@ -175,9 +175,6 @@ def action_matrix(model, processor, samples: Sequence[Sample], root, settings: S
     return matrix, stats.drop(columns="mem"), mem
 
 # %% ../../nbs/22_vovnet.eval.ipynb #c013
-METHODS = ("vovnet", "oracle") + BASELINES
-
-
 def check_method(m: dict) -> dict:
     "`m` itself, if its name is a known method."
     if m.get("name") not in ("vovnet", "oracle"): check_baseline(m.get("name"))

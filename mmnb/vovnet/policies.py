@@ -24,13 +24,13 @@ from ..core import atomic_path, did_you_mean
 from ..models import count_vision_tokens, prepare_inputs
 
 # %% auto #0
-__all__ = ['ACTIONS', 'ACTION_SPACES', 'FEATURE_MODES', 'BASELINES', 'FIXED', 'UNCERTAINTY', 'space_actions', 'check_action',
-           'VisionBudget', 'budget_from', 'action_inputs', 'vision_cost', 'check_feature_mode', 'next_token_stats',
-           'text_only_stats', 'feature_vector', 'PolicyHead', 'save_policy', 'load_policy', 'normalised_cost',
-           'action_weights', 'policy_objective', 'decide', 'fit_head_on_losses', 'check_baseline', 'threshold_range',
-           'unsure', 'threshold_actions', 'check_ratios', 'allot', 'random_actions', 'bucket_thresholds',
-           'bucketed_random_actions', 'matched_ratios', 'apply_fallback', 'answer_losses', 'VoVOutput', 'VoVNet',
-           'VoVCollate']
+__all__ = ['ACTIONS', 'ACTION_SPACES', 'FEATURE_MODES', 'FIXED', 'BASELINES', 'METHODS', 'KNOBS', 'UNCERTAINTY', 'space_actions',
+           'check_action', 'VisionBudget', 'budget_from', 'action_inputs', 'vision_cost', 'check_feature_mode',
+           'next_token_stats', 'text_only_stats', 'feature_vector', 'PolicyHead', 'save_policy', 'load_policy',
+           'normalised_cost', 'action_weights', 'policy_objective', 'decide', 'fit_head_on_losses', 'check_baseline',
+           'threshold_range', 'unsure', 'threshold_actions', 'check_ratios', 'allot', 'random_actions',
+           'bucket_thresholds', 'bucketed_random_actions', 'matched_ratios', 'apply_fallback', 'answer_losses',
+           'VoVOutput', 'VoVNet', 'VoVCollate']
 
 # %% ../../nbs/21_vovnet.policies.ipynb #c005
 ACTIONS = ("no", "coarse", "full")
@@ -228,9 +228,10 @@ def fit_head_on_losses(features: torch.Tensor, task_losses: torch.Tensor, costs:
     return head.eval()
 
 # %% ../../nbs/21_vovnet.policies.ipynb #c024
-BASELINES = ("always_full", "always_coarse", "no_vision", "uncertainty_threshold", "random_policy_matched",
-             "vision_token_pruning_proxy")
-FIXED = {"always_full": "full", "always_coarse": "coarse", "no_vision": "no"}
+FIXED = {"always_full": "full", "always_coarse": "coarse", "no_vision": "no"}  # fixed baselines and the action each takes
+BASELINES = (*FIXED, "uncertainty_threshold", "random_policy_matched", "vision_token_pruning_proxy")
+METHODS = ("vovnet", *BASELINES, "oracle")  # everything an eval scores, in the order reports list them
+KNOBS = {"vovnet": "lambda_cost", "uncertainty_threshold": "threshold", "vision_token_pruning_proxy": "pruning_ratio"}  # each swept method's results column
 UNCERTAINTY = ("entropy", "margin")
 
 

@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 from ..core import Params, atomic_path, config_hash, did_you_mean, load_json, params_hash, save_json, seed_everything
 from ..data import Sample, image_root, load_split, sample_images
 from ..models import save_weights
-from .policies import (PolicyHead, VisionBudget, VoVCollate, bucket_thresholds, check_baseline, load_policy,
+from .policies import (FIXED, PolicyHead, VisionBudget, VoVCollate, bucket_thresholds, check_baseline, load_policy,
                            matched_ratios, save_policy, space_actions, budget_from)
 from ..stage import DONE_FILE, add_lora_from, build_model, resume_arg, run_cli, train_stage
 from ..train import fit, process_state
@@ -51,7 +51,7 @@ class VoVItems(torch.utils.data.Dataset):
         return {"image": image, "prompt": vqa_prompt(s, self.template), "answer": target_answer(s)}
 
 
-STAGE1_SETTINGS = {"always_full": ("full",), "always_coarse": ("coarse",), "no_vision": ("no",)}
+STAGE1_SETTINGS = {name: (action,) for name, action in FIXED.items()}
 
 
 def stage1_actions(name: str, action_space: str) -> tuple[str, ...]:
@@ -290,7 +290,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 # %% ../../nbs/23_vovnet.run.ipynb #c018
-ANCHORS = ["always_full", "always_coarse", "no_vision"]
+ANCHORS = list(FIXED)
 SWEEPS = ("lambda", "threshold", "pruning", "oracle", "random_matched")
 
 
