@@ -34,7 +34,7 @@ __all__ = ['MMMU_SUBJECTS', 'VOV_DATA_VERSION', 'HF_DEFAULTS', 'CONVERTERS', 'NE
            'dataset_list', 'LeakageError', 'image_hash', 'leakage_report', 'check_no_leakage']
 
 # %% ../../nbs/20_vovnet.data.ipynb #c006
-_METRIC_MC, _METRIC_OPEN = "mc_accuracy", "vqa_score"
+_METRIC_MC, _METRIC_OPEN, _METRIC_TEXTVQA = "mc_accuracy", "vqa_score:symmetric", "textvqa"
 
 def _blank(v) -> bool:
     "Whether `v` is an absent value as the hub copies write it: None, NaN, or the strings '' / 'nan'."
@@ -167,7 +167,7 @@ def textvqa_sample(row: Mapping, split: str, root) -> Sample:
     sid = f"textvqa-{rid}"
     rel = save_row_image(image, root, f"images/{_stem('textvqa-' + (image_id or rid))}.png", f"textvqa row {rid} key 'image'")
     ocr = " ".join(map(str, row.get("ocr_tokens") or [])) or None
-    meta = {"metric": _METRIC_OPEN, "question_id": rid, "image_id": image_id,
+    meta = {"metric": _METRIC_TEXTVQA, "question_id": rid, "image_id": image_id,
             "image_classes": list(row.get("image_classes") or []), "set_name": row.get("set_name")}
     return Sample(sid, "textvqa", split, rel, question, answers, ocr=ocr, meta=meta)
 

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from ..core import atomic_path, config_hash, file_sha256, package_versions, params_hash, read_jsonl_rows, save_json, synchronize
 from ..data import Sample, safe_path, sample_images
 from ..embeds import generate_pruned
-from ..metrics import get_metric
+from ..metrics import get_metric, parse_metric
 from ..models import generate_batch
 from .policies import (ACTIONS, FIXED, PolicyHead, VisionBudget, action_inputs, apply_fallback, bucketed_random_actions,
                            check_baseline, decide, feature_vector, normalised_cost, random_actions, space_actions,
@@ -93,7 +93,7 @@ def setting_rows(model, processor, samples: Sequence[Sample], root, setting: str
         for s, row, c in zip(ss, ids, cost.tolist()):
             pred = processor.tokenizer.decode(row, skip_special_tokens=True)
             name = sample_metric(s, metric)
-            score = get_metric(name)(pred, s.answers, **({"choices": s.choices} if name == "mc_accuracy" else {}))
+            score = get_metric(name)(pred, s.answers, **({"choices": s.choices} if parse_metric(name)[0] == "mc_accuracy" else {}))
             out.append({"id": s.id, "setting": setting, "pred": pred, "score": float(score), "cost": c, "latency": dt})
         return out
     return sharded_map(rows, samples, batch_size, desc=setting)
