@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 import json
 import time
 from collections.abc import Mapping, Sequence
@@ -20,7 +21,7 @@ from .tasks import get_task
 from .train import trained_path
 from ..core import (Params, atomic_path, atomic_write, config_hash, package_versions, params_hash, read_jsonl_rows,
                        save_json)
-from ..metrics import edit_similarity
+from ..metrics import edit_similarity, score_result
 from ..models import generate, load_adapter, load_weights
 from ..stage import build_model, sharded_map
 from ..train import process_state
@@ -85,11 +86,11 @@ def predict_pairs(model, processor, pairs: Sequence[dict], batch_size: int = 8) 
     return [g[0] for g in got], [g[1] for g in got]
 
 
-def score_pair(pair: Mapping, pred: str) -> dict[str, float]:
-    "Every metric of the pair's task on `pred`, and `score` = the task's first (main) metric."
+def score_pair(pair: Mapping, pred: str) -> dict:
+    "Every metric of the pair's task on `pred`, `score` = the task's first (main) metric, and why it is unscorable (or None)."
     metrics = get_task(pair["task"])["metrics"]
     out = {m.__name__: m(pred, [pair["target"]]) for m in metrics}
-    return {**out, "score": out[metrics[0].__name__]}
+    return {**out, "score": out[metrics[0].__name__], "unscorable": score_result(metrics[0].__name__, pred, [pair["target"]]).reason}
 
 # %% ../../nbs/34_codecs.sweep.ipynb #c038
 RESULT_METRICS = ("score", "json_exact_match", "json_structural_f1", "edit_similarity", "needle_hit")
@@ -160,7 +161,8 @@ def run_sweep(p: Params) -> dict:
     keys = {k for _, k in cells}
     table = aggregate(pd.DataFrame([r for r in rows if r["key"] in keys]))
     summary = dict(config_hash=params_hash(p), seed=p.seed, cells=len(cells), cell_keys=[k for _, k in cells], cells_run=len(todo),
-                   cells_skipped=len(cells) - len(todo), rows=int(table["n"].sum()), rows_rescored=rescored, wall_time_s=time.perf_counter() - t_start,
+                   cells_skipped=len(cells) - len(todo), rows=int(table["n"].sum()), rows_rescored=rescored,
+                   unscorable=dict(Counter(r["unscorable"] for r in rows if r["key"] in keys and r.get("unscorable"))), wall_time_s=time.perf_counter() - t_start,
                    results_jsonl=str(out / "results.jsonl"), results_csv=str(out / "results.csv"),
                    summary_json=str(out / "summary.json"), versions=package_versions("pillow", "reedsolo", "qrcode", "zxing-cpp"), params=p.to_dict())
     if state.is_main_process:
