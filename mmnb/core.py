@@ -26,10 +26,10 @@ import yaml
 
 # %% auto #0
 __all__ = ['DTYPES', 'RUN_LOCATION_KEYS', 'CORE_PACKAGES', 'RECORD_MIME', 'NONFINITE', 'atomic_path', 'atomic_write', 'save_json',
-           'load_json', 'read_jsonl_rows', 'file_sha256', 'ParamsError', 'Params', 'did_you_mean', 'conform_value',
-           'conform', 'load_params', 'parse_sets', 'seed_everything', 'get_device', 'get_dtype', 'synchronize',
-           'config_hash', 'run_identity', 'params_hash', 'package_versions', 'code_hash', 'require', 'record',
-           'record_values', 'read_notebook', 'run_row', 'collect']
+           'load_json', 'read_jsonl_rows', 'file_sha256', 'ParamsError', 'Params', 'did_you_mean',
+           'did_you_mean_or_valid', 'conform_value', 'conform', 'load_params', 'parse_sets', 'seed_everything',
+           'get_device', 'get_dtype', 'synchronize', 'config_hash', 'run_identity', 'params_hash', 'package_versions',
+           'code_hash', 'require', 'record', 'record_values', 'read_notebook', 'run_row', 'collect']
 
 # %% ../nbs/00_core.ipynb #c006
 _UMASK = os.umask(0); os.umask(_UMASK)
@@ -143,6 +143,11 @@ def did_you_mean(word, options) -> str:
     "`\"; did you mean 'x'?\"` naming the option closest to `word`, or `''` when none is close: the tail of every 'unknown name' error."
     near = difflib.get_close_matches(str(word), [str(o) for o in options], n=1)
     return f"; did you mean '{near[0]}'?" if near else ""
+
+
+def did_you_mean_or_valid(word, options) -> str:
+    "`did_you_mean`'s hint, or the sorted valid options when none is close."
+    return did_you_mean(word, options) or f"; valid: {sorted(options)}"
 
 
 def _kind(v) -> str: return type(v).__name__

@@ -16,7 +16,7 @@ import nbformat, papermill, yaml
 import pandas as pd
 from papermill.exceptions import PapermillExecutionError
 
-from .core import (ParamsError, atomic_write, code_hash, collect, config_hash, conform, did_you_mean, load_params,
+from .core import (ParamsError, atomic_write, code_hash, collect, config_hash, conform, did_you_mean_or_valid, load_params,
                        parse_sets, read_notebook, record_values, run_identity, run_row)
 
 # %% ../nbs/05a_jobs.ipynb #c007
@@ -24,8 +24,6 @@ RUN_SCHEMA = {"name": "", "notebook": "", "params": [], "parameters": {}}  # the
 
 class JobsError(ValueError):
     "A jobs file that does not describe jobs, or a run that cannot start as written."
-
-def _closest(key: str, valid) -> str: return did_you_mean(key, valid) or f"; valid: {sorted(valid)}"
 
 def _plain_name(name, where: str, what: str) -> str:
     if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
@@ -74,10 +72,10 @@ def load_jobs(path: str | Path = "jobs.yaml") -> dict[str, list[dict]]:
 # %% ../nbs/05a_jobs.ipynb #c012
 def job_runs(jobs: dict, job: str, only=None) -> list[dict]:
     "The runs of `job`, or only those named in `only`; unknown names are errors that list the valid ones."
-    if job not in jobs: raise JobsError(f"unknown job {job!r}{_closest(job, jobs)}; jobs: {', '.join(jobs)}")
+    if job not in jobs: raise JobsError(f"unknown job {job!r}{did_you_mean_or_valid(job, jobs)}; jobs: {', '.join(jobs)}")
     runs, names = jobs[job], [r["name"] for r in jobs[job]]
     for n in only or []:
-        if n not in names: raise JobsError(f"job {job!r} has no run {n!r}{_closest(n, names)}; its runs: {', '.join(names)}")
+        if n not in names: raise JobsError(f"job {job!r} has no run {n!r}{did_you_mean_or_valid(n, names)}; its runs: {', '.join(names)}")
     return [r for r in runs if not only or r["name"] in only]
 
 # %% ../nbs/05a_jobs.ipynb #c016
@@ -109,7 +107,7 @@ def check_run(run: dict, root: str | Path, where: str = "") -> None:
     except JobsError as e: raise JobsError(f"{where}: {e}") from None
     for k in run_parameters(run, root):
         if k not in declared:
-            raise JobsError(f"{where}: {run['notebook']} declares no parameter {k!r}{_closest(k, declared)}")
+            raise JobsError(f"{where}: {run['notebook']} declares no parameter {k!r}{did_you_mean_or_valid(k, declared)}")
 
 # %% ../nbs/05a_jobs.ipynb #c025
 def latest_record(runs_dir: str | Path, job: str, name: str) -> Path | None:

@@ -17,19 +17,18 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from .pairs import build_codec, check_params, load_pages, pairs_for
-from .tasks import get_task
+from .tasks import get_task, task_scores
 from .train import trained_path
 from ..core import (Params, atomic_path, atomic_write, config_hash, package_versions, params_hash, read_jsonl_rows,
                        save_json)
-from ..metrics import edit_similarity, score_result
+from ..metrics import edit_similarity
 from ..models import generate, load_adapter, load_weights
 from ..stage import build_model, sharded_map
 from ..train import process_state
 
 # %% auto #0
 __all__ = ['CELL_KEYS', 'RESULT_METRICS', 'sweep_cells', 'model_source', 'cell_key', 'sweep_dir', 'model_for', 'predict_pairs',
-           'score_pair', 'aggregate', 'read_rows', 'complete_cells', 'with_all_metrics', 'run_sweep', 'publish',
-           'reading_check']
+           'aggregate', 'read_rows', 'complete_cells', 'with_all_metrics', 'run_sweep', 'publish', 'reading_check']
 
 # %% ../../nbs/34_codecs.sweep.ipynb #c033
 CELL_KEYS = ("adapter", "codec", "task", "bucket", "aug")
@@ -86,12 +85,6 @@ def predict_pairs(model, processor, pairs: Sequence[dict], batch_size: int = 8) 
     return [g[0] for g in got], [g[1] for g in got]
 
 
-def score_pair(pair: Mapping, pred: str) -> dict:
-    "Every metric of the pair's task on `pred`, `score` = the task's first (main) metric, and why it is unscorable (or None)."
-    metrics = get_task(pair["task"])["metrics"]
-    out = {m.__name__: m(pred, [pair["target"]]) for m in metrics}
-    return {**out, "score": out[metrics[0].__name__], "unscorable": score_result(metrics[0].__name__, pred, [pair["target"]]).reason}
-
 # %% ../../nbs/34_codecs.sweep.ipynb #c038
 RESULT_METRICS = ("score", "json_exact_match", "json_structural_f1", "edit_similarity", "needle_hit")
 _COSTS = ("ref_exact", "original_tokens", "text_tokens", "vision_tokens", "total_tokens", "ratio", "pages", "latency_s")
@@ -124,7 +117,7 @@ def complete_cells(rows: Sequence[Mapping], n: int) -> set[str]:
 def with_all_metrics(row: Mapping) -> dict:
     "`row` with every metric of its task: a row written before a metric existed is scored again from its `pred` and `target`."
     names = {m.__name__ for m in get_task(row["task"])["metrics"]}
-    return dict(row) if names <= row.keys() else {**row, **score_pair(row, row["pred"])}
+    return dict(row) if names <= row.keys() else {**row, **task_scores(row["task"], row["pred"], [row["target"]])}
 
 # %% ../../nbs/34_codecs.sweep.ipynb #c040
 def run_sweep(p: Params) -> dict:
@@ -152,7 +145,7 @@ def run_sweep(p: Params) -> dict:
             preds, secs = predict_pairs(model, processor, pairs, p.eval.batch_size)
             for r, pred, s in zip(pairs, preds, secs):
                 rows.append(dict(key=key, **cell, codec_label=label, id=r["id"], pred=pred, target=r["target"],
-                                 **score_pair(r, pred), latency_s=s, max_new_tokens=r["max_new_tokens"],
+                                 **task_scores(r["task"], pred, [r["target"]]), latency_s=s, max_new_tokens=r["max_new_tokens"],
                                  **{c: r[c] for c in _COSTS if c != "latency_s"}))
             if state.is_main_process: atomic_write(out / "results.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
             bar.update()

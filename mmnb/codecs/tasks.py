@@ -6,17 +6,17 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from ..data import Sample
-from ..metrics import edit_similarity, json_exact_match, json_structural_f1, needle_hit
+from ..metrics import edit_similarity, json_exact_match, json_structural_f1, needle_hit, score_result
 
 # %% auto #0
 __all__ = ['BUCKETS', 'FILL_MIN', 'NOUNS', 'ADJECTIVES', 'VERBS', 'PLACES', 'DEFAULT_PROMPTS', 'TASKS', 'bucket_tokens',
            'count_tokens', 'random_json', 'needle_haystack', 'json_restore_sample', 'needle_sample', 'get_task',
-           'make_samples', 'score_sample']
+           'make_samples', 'task_scores']
 
 # %% ../../nbs/31_codecs.tasks.ipynb #c006
 BUCKETS: dict[str, int] = {"512": 512, "1k": 1024, "2k": 2048, "4k": 4096, "8k": 8192, "16k": 16384}
@@ -188,6 +188,8 @@ def make_samples(task: str, n: int, bucket: str | int, tokenizer, seed: int = 0,
     if not isinstance(n, int) or n < 1: raise ValueError(f"n={n!r} must be a positive int")
     return [make(bucket, tokenizer, seed=seed, index=i, split=split, **kw) for i in range(n)]
 
-def score_sample(sample: Sample, pred: str) -> dict[str, float]:
-    "Every metric of the sample's task on `pred`, by metric name."
-    return {m.__name__: m(pred, sample.answers) for m in get_task(sample.meta["task"])["metrics"]}
+def task_scores(task: str, pred: str, refs: Sequence[str]) -> dict:
+    "Every metric of `task` on `pred` by name, `score` = the task's first (main) metric, and why `pred` is unscorable (or None)."
+    metrics = get_task(task)["metrics"]
+    out = {m.__name__: m(pred, refs) for m in metrics}
+    return {**out, "score": out[metrics[0].__name__], "unscorable": score_result(metrics[0].__name__, pred, refs).reason}
