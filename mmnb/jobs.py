@@ -232,13 +232,22 @@ def _rel(path: Path) -> str:
     try: return str(path.relative_to(Path.cwd()))
     except ValueError: return str(path)
 
-VARIES = re.compile(r"(time|_s$|_s_|per_s|duration|latency|mem|wall|throughput|started|path|dir|file|hash|version|predictions)", re.I)
+VARIES = re.compile(r"(time|_s$|_s_|per_s|duration|latency|mem|wall|throughput|started|path|dir|file|hash|version|predictions"
+                    r"|_run$|rescored|skipped|start_step)", re.I)  # differ between runs by nature, or count work done
 
 def _number(v) -> bool: return isinstance(v, (int, float)) and not isinstance(v, bool)
 
+def _flat(values: dict, prefix: str = "") -> dict:
+    "Nested dicts of recorded values as one level of `a/b/c` keys."
+    out = {}
+    for k, v in values.items():
+        if isinstance(v, dict): out.update(_flat(v, f"{prefix}{k}/"))
+        else: out[f"{prefix}{k}"] = v
+    return out
+
 def compare_records(before: str | Path, after: str | Path, rtol: float = 0.02, atol: float = 0.01) -> pd.DataFrame:
     "Recorded scalar numbers of two records side by side (timings and paths left out), each `same` within tolerance or `differs`."
-    a, b = record_values(read_notebook(before)), record_values(read_notebook(after))
+    a, b = (_flat(record_values(read_notebook(p))) for p in (before, after))
     rows = []
     for k in sorted(set(a) | set(b)):
         x, y = a.get(k), b.get(k)
@@ -258,6 +267,12 @@ def _eta(todo: list[dict], measured: list[float]) -> str:
     guess = sum(measured) / len(measured) if measured else None
     known = [s["expected_s"] if s["expected_s"] is not None else guess for s in todo]
     return "unknown" if any(k is None for k in known) else _hms(sum(known))
+
+
+def _scalars(table: pd.DataFrame) -> pd.DataFrame:
+    "The columns of a job table that hold plain values (nested records make unreadably wide terminal tables)."
+    plain = [c for c in table.columns if c != "path" and not table[c].map(lambda v: isinstance(v, (dict, list))).any()]
+    return table[plain]
 
 
 def _print_comparison(before: Path, after: Path) -> None:
@@ -296,7 +311,7 @@ def run_job(job: str, jobs_file: str | Path = "jobs.yaml", runs_dir: str | Path 
         print(f"[{i}/{len(steps)}] {s['name']}: {status} in {measured[-1]:.1f}s", flush=True)
         if status == "ok" and s["previous"] is not None: _print_comparison(s["previous"], out)
     res["table"] = None if dry_run else job_table(steps[0]["runs_dir"], job)
-    if res["table"] is not None: print(res["table"].to_string(index=False))
+    if res["table"] is not None: print(_scalars(res["table"]).to_string(index=False))
     if res["failed"]: print(f"{len(res['failed'])} failed: {', '.join(res['failed'])}", flush=True)
     return res
 
