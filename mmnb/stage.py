@@ -7,20 +7,57 @@ from __future__ import annotations
 
 import argparse
 import os
+import tempfile
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
+import torch
 from accelerate.utils import gather_object
 from tqdm.auto import tqdm
 
-from .core import Params, ParamsError, did_you_mean, load_json, load_params, parse_sets, save_json
+from .core import Params, ParamsError, did_you_mean, load_json, load_params, parse_sets, require, save_json
 from .models import PRESETS, SIZES, add_lora, load_adapter, load_vlm, load_weights, save_adapter, save_weights
 from .train import fit, list_checkpoints, process_state, write_metrics
 
 # %% auto #0
-__all__ = ['DONE_FILE', 'FIT_RESULTS', 'preset_kwargs', 'build_model', 'lora_enabled', 'add_lora_from', 'with_lora',
-           'trained_path', 'save_trained', 'load_trained', 'resume_arg', 'finished', 'param_counts', 'train_stage',
-           'sharded_map', 'run_cli']
+__all__ = ['QUANTIZATIONS', 'UNQUANTISED', 'DONE_FILE', 'FIT_RESULTS', 'quantization', 'unquantised_modules', 'quantized',
+           'preset_kwargs', 'build_model', 'lora_enabled', 'add_lora_from', 'with_lora', 'trained_path', 'save_trained',
+           'load_trained', 'resume_arg', 'finished', 'param_counts', 'train_stage', 'sharded_map', 'run_cli']
+
+# %% ../nbs/04b_stage.ipynb #6258b293
+QUANTIZATIONS = ("none", "nf4", "int8")
+UNQUANTISED = ("visual", "vision_tower", "multi_modal_projector", "lm_head")  # vision towers, projectors, output heads
+
+
+def quantization(m: Mapping) -> str:
+    "The checked `quantization` of the `model:` section `m`: `none`, or a mode whose package is installed and whose LoRA is on."
+    q = m.get("quantization", "none")
+    if q not in QUANTIZATIONS: raise ParamsError(f"model.quantization = {q!r} is not one of {QUANTIZATIONS}{did_you_mean(q, QUANTIZATIONS)}")
+    if q == "none": return q
+    if not lora_enabled(m.get("lora")):
+        raise ParamsError(f"model.quantization = {q!r} freezes the base weights in {q}; set model.lora.enabled: true to train adapters on it")
+    require("bitsandbytes", "quant", f"model.quantization = {q!r}")
+    return q
+
+
+def unquantised_modules(model) -> list[str]:
+    "Full names of `model`'s vision towers, projectors and output head (kept in full precision under quantisation)."
+    return [n for n, _ in model.named_modules() if n.rsplit(".", 1)[-1] in UNQUANTISED]
+
+
+def quantized(model, m: Mapping, device: str):
+    "`model` reloaded with its linear layers stored as `m.quantization` says, on `device`, ready for adapter training."
+    from peft import prepare_model_for_kbit_training
+    from transformers import BitsAndBytesConfig
+    skip = [] if m.get("quantize_vision", False) else unquantised_modules(model)
+    qc = (BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=skip) if quantization(m) == "int8" else
+          BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                             bnb_4bit_compute_dtype=torch.bfloat16, llm_int8_skip_modules=skip))
+    with tempfile.TemporaryDirectory() as d:
+        model.save_pretrained(d, safe_serialization=True)
+        q = type(model).from_pretrained(d, quantization_config=qc, device_map={"": device}, dtype=model.dtype)
+    q.generation_config = model.generation_config
+    return prepare_model_for_kbit_training(q, use_gradient_checkpointing=False)
 
 # %% ../nbs/04b_stage.ipynb #c006
 def preset_kwargs(m: Mapping) -> dict:
@@ -38,10 +75,12 @@ def preset_kwargs(m: Mapping) -> dict:
 
 
 def build_model(p: Params):
-    "(model, processor) that `p.model` names, weights of a preset seeded by `p.seed`, on this process's device."
-    m = p.model
-    return load_vlm(m.spec, dtype=m.dtype, device=str(process_state().device), seed=p.seed,
-                    trust_remote_code=bool(m.get("trust_remote_code", False)), **preset_kwargs(m))
+    "(model, processor) that `p.model` names, weights of a preset seeded by `p.seed`, on this process's device, quantised as it says."
+    m, device = p.model, str(process_state().device)
+    plain = quantization(m) == "none"
+    model, processor = load_vlm(m.spec, dtype=m.dtype, device=device if plain else "cpu", seed=p.seed,
+                                trust_remote_code=bool(m.get("trust_remote_code", False)), **preset_kwargs(m))
+    return (model if plain else quantized(model, m, device)), processor
 
 
 def lora_enabled(lora: Mapping | None) -> bool:

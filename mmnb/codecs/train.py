@@ -5,38 +5,19 @@
 # %% ../../nbs/33_codecs.train.ipynb #5e4f2d00
 from __future__ import annotations
 
-import importlib.util
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
 from .pairs import _check_names, _slug, build_codec, check_params, load_pages, train_pairs
 from ..core import Params, config_hash, seed_everything
-from ..stage import add_lora_from, build_model, train_stage, trained_path as stage_weights
+from ..stage import build_model, train_stage, trained_path as stage_weights
 from ..train import process_state
 from ..vqa import VQACollate
 
 # %% auto #0
-__all__ = ['qlora_fallback', 'trainable_model', 'PairItems', 'train_dir', 'trained_path', 'run_train']
-
-# %% ../../nbs/33_codecs.train.ipynb #c024
-def qlora_fallback(lora: Mapping) -> str | None:
-    "Why 4-bit QLoRA is not used and plain LoRA trains instead, or None when `lora.quant_4bit` is off."
-    if not lora["quant_4bit"]: return None
-    if not lora["enabled"]:
-        raise ValueError("model.lora.quant_4bit: true needs model.lora.enabled: true (QLoRA trains LoRA adapters on a 4-bit base)")
-    why = ("no CUDA GPU is present" if not torch.cuda.is_available() else
-           "bitsandbytes is not installed" if importlib.util.find_spec("bitsandbytes") is None else
-           "mmnb.codecs has no 4-bit path (not implemented)")
-    return f"model.lora.quant_4bit: 4-bit QLoRA is not used because {why}; training plain LoRA instead"
-
-
-def trainable_model(p: Params, model):
-    "`model` with LoRA adapters when `p.model.lora.enabled` (all weights train otherwise); prints the QLoRA fallback."
-    l = p.model.lora
-    if (msg := qlora_fallback(l)) is not None: print(msg, flush=True)
-    return add_lora_from(l, model) if l.enabled else model
+__all__ = ['PairItems', 'train_dir', 'trained_path', 'run_train']
 
 # %% ../../nbs/33_codecs.train.ipynb #c027
 class PairItems(torch.utils.data.Dataset):
@@ -71,7 +52,6 @@ def run_train(p: Params, codec_name: str) -> dict:
     seed_everything(p.seed)
     model, processor = build_model(p)
     with process_state().main_process_first(): pairs = train_pairs(p, codec_name, processor)
-    if (msg := qlora_fallback(p.model.lora)) is not None: print(msg, flush=True)
     info = dict(codec=codec_name, codec_label=build_codec(codec_name, p.codecs[codec_name]).label,
                 mode="lora" if p.model.lora.enabled else "full", n_train=len(pairs))
     _, metrics = train_stage(train_dir(p, codec_name), model, PairItems(pairs), VQACollate(processor), p.train,
