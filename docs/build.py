@@ -1,0 +1,380 @@
+"""Build the mmnb documentation site without quarto and without executing a notebook: `python docs/build.py`.
+
+Writes Sphinx sources into `_site/src` and the site into `_site/html` (both ignored by git), and exits nonzero on
+any Sphinx warning. Pages:
+- the index (README.md);
+- one API page per library notebook: its prose and examples as written, each `#| export` cell replaced by the
+  entries of the names it defines (`show_doc` of the installed `mmnb` for the signature, the docstring, a link to
+  the lines in the repository);
+- the tutorials (`nbs/tutorials/`) and experiment notebooks (`nbs/experiments/`), each with an "Open in Colab" badge;
+- the params reference: every key of every schema file (the first file of a stack in `jobs.yaml`), its default and
+  the comment that documents it;
+- the records gallery: every executed notebook under `runs/` with its outputs and plots, and a table of what
+  each record is and recorded.
+Every link and badge to the repository is made from `git_url` and `branch` in settings.ini.
+"""
+import argparse
+import ast
+import functools
+import html
+import importlib
+import inspect
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+from configparser import ConfigParser
+from pathlib import Path
+
+import jupyter_server_mathjax
+import nbformat
+import yaml
+from execnb.nbio import mk_cell
+from nbdev.process import NBProcessor, Processor
+from nbdev.processors import clean_magics, hide_, hide_line, populate_language, rm_export, rm_header_dash, strip_ansi
+from nbdev.showdoc import show_doc
+
+ROOT = Path(__file__).resolve().parent.parent
+SITE = ROOT / "_site"
+NBS = ROOT / "nbs"
+
+
+def settings() -> dict:
+    "The `[DEFAULT]` section of settings.ini."
+    cfg = ConfigParser(delimiters=["="])
+    cfg.read(ROOT / "settings.ini", encoding="utf-8")
+    return dict(cfg["DEFAULT"])
+
+
+def repo_slug() -> str:
+    "`owner/name` of the repository, from settings.ini's `git_url` (the one setting every link reads)."
+    url = settings()["git_url"].rstrip("/").removesuffix(".git")
+    m = re.match(r"https://github\.com/([^/]+/[^/]+)$", url)
+    if not m: raise ValueError(f"settings.ini: git_url={url!r} is not https://github.com/<owner>/<name>")
+    return m.group(1)
+
+
+def source_url(rel: str, first: int | None = None, last: int | None = None) -> str:
+    "Link to `rel` (a path in the repository) at lines `first`-`last` on the configured branch."
+    lines = f"#L{first}-L{last}" if first else ""
+    return f"https://github.com/{repo_slug()}/blob/{settings()['branch']}/{rel}{lines}"
+
+
+def colab_url(rel: str) -> str:
+    "Colab's address for the notebook at `rel` in the repository."
+    return f"https://colab.research.google.com/github/{repo_slug()}/blob/{settings()['branch']}/{rel}"
+
+
+BADGE_SVG = """<svg xmlns="http://www.w3.org/2000/svg" width="117" height="20" role="img" aria-label="Open in Colab">
+<rect width="117" height="20" rx="3" fill="#555"/><rect x="0" width="117" height="20" rx="3" fill="#f9ab00"/>
+<text x="58.5" y="14" fill="#000" font-family="Verdana,DejaVu Sans,sans-serif" font-size="11" text-anchor="middle">Open in Colab</text></svg>
+"""
+
+
+def badge_md(rel: str, depth: int) -> str:
+    "Markdown of the Colab badge for the notebook at `rel`, on a page `depth` folders below the site root."
+    img = "../" * depth + "_static/colab-badge.svg"
+    return f'<a class="colab-badge" href="{colab_url(rel)}"><img src="{img}" alt="Open in Colab"></a>'
+
+
+def _signature_block(obj, name: str) -> str:
+    "The python code block of `show_doc(obj)`: the signature as nbdev renders it."
+    md = show_doc(obj, name=name)._repr_markdown_()
+    m = re.search(r"```python\n.*?```", md, re.S)
+    if not m: raise ValueError(f"show_doc({name}) gave no signature block")
+    return m.group(0)
+
+
+def api_entry(obj, name: str, level: int) -> str:
+    "Markdown for one documented name: heading, signature, docstring, link to its source lines."
+    target = inspect.unwrap(obj)
+    lines, first = inspect.getsourcelines(target)
+    rel = Path(inspect.getsourcefile(target)).resolve().relative_to(ROOT).as_posix()
+    doc = inspect.getdoc(obj) or ""
+    link = f'<a class="source-link" href="{source_url(rel, first, first + len(lines) - 1)}">source</a>'
+    return f"{'#' * level} `{name}`\n\n{link}\n\n{_signature_block(obj, name)}\n\n{doc}\n"
+
+
+def _defined_names(source: str) -> list[tuple[str, ast.AST]]:
+    "Top-level functions and classes an export cell defines, in order."
+    return [(n.name, n) for n in ast.parse(source).body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
+
+
+def _entries(mod, source: str, level: int) -> list[str]:
+    "API entries for the public names `source` defines in `mod`, with the documented public methods of classes."
+    public = set(getattr(mod, "__all__", []))
+    out = []
+    for name, node in _defined_names(source):
+        if name not in public: continue
+        obj = getattr(mod, name)
+        out.append(api_entry(obj, name, level))
+        if isinstance(node, ast.ClassDef):
+            for m in node.body:
+                if isinstance(m, (ast.FunctionDef, ast.AsyncFunctionDef)) and not m.name.startswith("_") and ast.get_docstring(m):
+                    out.append(api_entry(_member(obj, m.name), f"{name}.{m.name}", min(level + 1, 6)))
+    return out
+
+
+def _member(cls, name: str):
+    "The function behind `cls.name` (a property's getter, a static or class method's function)."
+    m = inspect.getattr_static(cls, name)
+    if isinstance(m, property): return m.fget
+    return m.func if isinstance(m, functools.cached_property) else getattr(cls, name)
+
+
+class ApiDocs(Processor):
+    "nbdev processor: after each `#| export` cell, a markdown cell with the entries of the names it defines."
+    def begin(self):
+        module = next(c.directives_["default_exp"][0] for c in self.nb.cells if "default_exp" in c.directives_)
+        mod = importlib.import_module(f"{settings()['lib_name']}.{module}")
+        cells, level = [], 1
+        for cell in self.nb.cells:
+            cells.append(cell)
+            if cell.cell_type == "markdown":
+                heads = re.findall(r"^(#{1,6}) ", cell.source, re.M)
+                if heads: level = len(heads[-1])
+            elif "export" in cell.directives_:
+                entries = _entries(mod, cell.source, min(level + 1, 6))
+                if not entries: cell.directives_.pop("export"); continue   # constants and tables stay visible as code
+                new = mk_cell("\n".join(entries), "markdown")
+                new.directives_ = {}
+                cells.append(new)
+        self.nb.cells = cells
+
+
+def _default_exp(path: Path) -> str | None:
+    for cell in json.loads(path.read_text(encoding="utf-8"))["cells"]:
+        m = re.search(r"^#\|\s*default_exp\s+(\S+)", "".join(cell["source"]), re.M)
+        if cell["cell_type"] == "code" and m: return m.group(1)
+    return None
+
+
+def _with_badge(cells: list, rel: str, depth: int) -> list:
+    "`cells` with the Colab badge right under the title cell."
+    badge = nbformat.v4.new_markdown_cell(badge_md(rel, depth))
+    return cells[:1] + [badge] + cells[1:]
+
+
+def _save_nb(nb: dict, dest: Path):
+    nb = nbformat.from_dict(nb)
+    for c in nb.cells: c.pop("id", None)
+    nb.nbformat_minor = 4
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, str(dest))
+
+
+def _plain(nb) -> dict:
+    "A processed execnb notebook as a plain nbformat dict."
+    cells = []
+    for c in nb.cells:
+        d = {"cell_type": c.cell_type, "metadata": {}, "source": c.source}
+        if c.cell_type == "code": d.update(outputs=[dict(o) for o in c.get("outputs", [])], execution_count=None)
+        cells.append(d)
+    return {"cells": cells, "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+            "nbformat": 4, "nbformat_minor": 4}
+
+
+def api_page(path: Path, dest: Path):
+    "Write the API page of the library notebook at `path` (nbdev's processors that execute nothing, plus `ApiDocs`)."
+    procs = [populate_language, ApiDocs, hide_, rm_export, hide_line, clean_magics, rm_header_dash, strip_ansi]
+    nb = _plain(NBProcessor(path, procs=procs, process=True).nb)
+    nb["cells"] = _with_badge(nb["cells"], path.relative_to(ROOT).as_posix(), 1)
+    _save_nb(nb, dest)
+
+
+def notebook_page(path: Path, dest: Path, depth: int):
+    "A tutorial or experiment notebook as written, directives removed, with its Colab badge."
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    for c in nb["cells"]:
+        src = "".join(c["source"])
+        c["source"] = re.sub(r"^#\|.*\n?", "", src, flags=re.M) if c["cell_type"] == "code" else src
+    nb["cells"] = _with_badge(nb["cells"], path.relative_to(ROOT).as_posix(), depth)
+    _save_nb(nb, dest)
+
+
+def _title(cells: list, fallback: str) -> str:
+    for c in cells:
+        m = re.search(r"^# (.+)$", "".join(c["source"]), re.M) if c["cell_type"] == "markdown" else None
+        if m: return m.group(1).strip()
+    return fallback
+
+
+def _toctree(entries: list[str], caption: str | None = None, hidden: bool = False) -> str:
+    opts = (f":caption: {caption}\n" if caption else "") + (":hidden:\n" if hidden else "") + ":maxdepth: 1\n"
+    return "```{toctree}\n" + opts + "\n" + "\n".join(entries) + "\n```\n"
+
+
+# ---- params reference
+
+def schema_files() -> list[Path]:
+    "The schema of every stack: the first params file of each run in jobs.yaml, in order of first use."
+    jobs = yaml.safe_load((ROOT / "jobs.yaml").read_text(encoding="utf-8"))
+    seen = {}
+    for runs in jobs.values():
+        for run in runs:
+            if run.get("params"): seen.setdefault(run["params"][0], None)
+    return [ROOT / p for p in seen]
+
+
+_KEY = re.compile(r"^(\s*)([A-Za-z0-9_.\-]+):(.*)$")
+
+
+def _comment(rest: str) -> str:
+    "The comment after a YAML value (outside quotes), or ''."
+    quote = None
+    for i, ch in enumerate(rest):
+        if ch in "\"'" and quote in (None, ch): quote = None if quote else ch
+        elif ch == "#" and quote is None and (i == 0 or rest[i - 1] in " \t"): return rest[i + 1:].strip()
+    return ""
+
+
+def key_comments(path: Path) -> dict[str, str]:
+    "Dotted key → its documenting comment (trailing, else the comment lines right above it)."
+    out, stack, above = {}, [], []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        s = line.strip()
+        if s.startswith("#"): above.append(s.lstrip("#").strip()); continue
+        m = _KEY.match(line)
+        if not m or s.startswith("- "): above = []; continue
+        indent, key = len(m.group(1)), m.group(2)
+        stack = [(i, k) for i, k in stack if i < indent] + [(indent, key)]
+        out[".".join(k for _, k in stack)] = _comment(m.group(3)) or " ".join(above)
+        above = []
+    return out
+
+
+def _flat(tree, prefix="") -> dict:
+    if isinstance(tree, dict) and tree:
+        return {k: v for key, val in tree.items() for k, v in _flat(val, f"{prefix}{key}.").items()}
+    return {prefix.rstrip("."): tree}
+
+
+def _cell(text) -> str:
+    return html.escape(str(text)).replace("|", "&#124;").replace("\n", " ")
+
+
+def params_reference() -> str:
+    "Markdown of every schema's keys: key, default, meaning."
+    parts = ["# Params reference\n", "Every key of every params schema (the first file of a stack in `jobs.yaml`): its default "
+             "and what it means, read from the file and its comments. Files stacked after a schema may change these "
+             "keys only; an unknown key is an error that names the file and the closest valid key.\n"]
+    for path in schema_files():
+        rel = path.relative_to(ROOT).as_posix()
+        comments, values = key_comments(path), _flat(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
+        head = [l.lstrip("#").strip() for l in path.read_text(encoding="utf-8").splitlines()[:3] if l.startswith("#")]
+        parts += [f"## `{rel}`\n", " ".join(head) + "\n", f'<a href="{source_url(rel)}">source</a>\n',
+                  "| key | default | meaning |", "|---|---|---|"]
+        for key, val in values.items():
+            meaning = comments.get(key) or next((comments[p] for p in _parents(key) if comments.get(p)), "")
+            parts.append(f"| `{_cell(key)}` | `{_cell(json.dumps(val, default=str))}` | {_cell(meaning)} |")
+        parts.append("")
+    return "\n".join(parts)
+
+
+def _parents(key: str) -> list[str]:
+    bits = key.split(".")
+    return [".".join(bits[:i]) for i in range(len(bits) - 1, 0, -1)]
+
+
+# ---- records gallery
+
+UNSHOWN_MIMES = ("application/vnd.mmnb.record+json",          # mmnb.core.record's payload: its text/plain says the same
+                 "application/vnd.jupyter.widget-view+json")  # records keep no widget state: the text/plain shows instead
+
+
+def _without(nb: dict, mimes) -> dict:
+    "`nb` with the output data of `mimes` left out (each such output keeps its other representations)."
+    for c in nb["cells"]:
+        for o in c.get("outputs", []):
+            for m in mimes: o.get("data", {}).pop(m, None)
+    return nb
+
+
+def records_gallery(src: Path) -> list[str]:
+    "Copy every record under runs/ into `src/records/`; write the gallery index; return the toctree entries."
+    from mmnb.core import collect
+    runs = ROOT / "runs"
+    df = collect(runs)
+    rows, entries = [], []
+    for r in df.itertuples():
+        rel = Path(r.path).resolve().relative_to(runs)
+        nb = json.loads(Path(r.path).read_text(encoding="utf-8"))
+        title = _title(nb["cells"], str(rel))
+        nb["cells"] = [{**nb["cells"][0], "source": f"# {r.job}/{r.name}: {title}"}] + nb["cells"][1:] \
+            if nb["cells"] and nb["cells"][0]["cell_type"] == "markdown" and "".join(nb["cells"][0]["source"]).startswith("# ") \
+            else [nbformat.v4.new_markdown_cell(f"# {r.job}/{r.name}: {title}")] + nb["cells"]
+        _save_nb(_without(nb, UNSHOWN_MIMES), src / "records" / rel)
+        entries.append(rel.with_suffix("").as_posix())
+        shown = [c for c in df.columns if c not in ("job", "name", "path", "status", "duration_s", "started")
+                 and not str(c).startswith("param.") and str(getattr(r, c, "")) not in ("", "nan", "None")]
+        dur = f"{r.duration_s:.0f} s" if r.duration_s == r.duration_s else ""
+        rows.append(f"| [{_cell(r.job)}/{_cell(r.name)}]({rel.with_suffix('').as_posix()}) | {_cell(rel.stem)} | {_cell(r.status)} "
+                    f"| {dur} | {_cell(title)} | {_cell(', '.join(map(str, shown[:12])) + (' …' if len(shown) > 12 else ''))} |")
+    readmes = sorted(runs.glob("*/README.md"))
+    notes = "".join(f"- `runs/{p.parent.name}/`: {_cell(_first_line(p))}\n" for p in readmes)
+    index = ("# Records gallery\n\nEvery executed notebook under `runs/`, rendered with its outputs and plots as it ran "
+             "(nothing is re-executed to build this site). Numbers from tiny models or synthetic data are labelled as "
+             "such in each record.\n\n| record | stamp | status | time | what it is | values it recorded |\n"
+             "|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n\n## Notes kept with the runs\n\n" + notes + "\n"
+             + _toctree(entries, hidden=True))
+    (src / "records" / "index.md").write_text(index, encoding="utf-8")
+    return entries
+
+
+def _first_line(p: Path) -> str:
+    lines = [l.strip("# ").strip() for l in p.read_text(encoding="utf-8").splitlines() if l.strip()]
+    return lines[0] if lines else ""
+
+
+# ---- the site
+
+def write_sources(src: Path):
+    "Every page's source under `src`."
+    if src.exists(): shutil.rmtree(src)
+    (src / "api").mkdir(parents=True)
+    api = []
+    for p in sorted(NBS.glob("*.ipynb")):
+        if p.name == "index.ipynb" or p.name.startswith("_") or not _default_exp(p): continue
+        api_page(p, src / "api" / p.name); api.append(p.stem)
+    (src / "api" / "index.md").write_text("# API\n\nOne page per library notebook.\n\n" + _toctree(api), encoding="utf-8")
+    sections = [("api/index", None)]
+    for folder, heading in (("tutorials", "Tutorials"), ("experiments", "Experiment notebooks")):
+        nbs = sorted((NBS / folder).glob("*.ipynb"))
+        if not nbs: continue
+        for p in nbs: notebook_page(p, src / folder / p.name, 1)
+        (src / folder / "index.md").write_text(f"# {heading}\n\n" + _toctree([p.stem for p in nbs]), encoding="utf-8")
+        sections.append((f"{folder}/index", None))
+    (src / "params.md").write_text(params_reference(), encoding="utf-8")
+    records_gallery(src)
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    toc = _toctree([s for s, _ in sections] + ["params", "records/index"], caption="Contents", hidden=True)
+    (src / "index.md").write_text(readme + "\n" + toc, encoding="utf-8")
+
+
+def write_static(static: Path):
+    "MathJax (from the jupyter-server-mathjax wheel: no CDN) and the Colab badge."
+    if static.exists(): shutil.rmtree(static)
+    shutil.copytree(Path(jupyter_server_mathjax.__file__).parent / "static", static / "mathjax")
+    (static / "colab-badge.svg").write_text(BADGE_SVG, encoding="utf-8")
+
+
+def build(out: Path = SITE / "html", jobs: str = "1") -> int:
+    "Write the sources and run Sphinx; warnings are errors. Returns Sphinx's exit status."
+    t0 = time.time()
+    write_static(SITE / "static")
+    write_sources(SITE / "src")
+    cmd = [sys.executable, "-m", "sphinx", "-b", "html", "-W", "--keep-going", "-q", "-j", jobs, "-c", str(ROOT / "docs"),
+           str(SITE / "src"), str(out)]
+    rc = subprocess.run(cmd, cwd=ROOT).returncode
+    print(f"docs: {'built' if rc == 0 else 'FAILED'} {out} in {time.time() - t0:.0f} s")
+    return rc
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=SITE / "html", help="output folder (default _site/html)")
+    ap.add_argument("-j", "--jobs", default="1", help="Sphinx worker processes (1 was faster than 2 on 2 cores)")
+    a = ap.parse_args()
+    sys.exit(build(a.out, a.jobs))
