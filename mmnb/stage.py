@@ -22,7 +22,8 @@ from .train import fit, list_checkpoints, process_state, write_metrics
 # %% auto #0
 __all__ = ['QUANTIZATIONS', 'UNQUANTISED', 'DONE_FILE', 'FIT_RESULTS', 'quantization', 'unquantised_modules', 'quantized',
            'preset_kwargs', 'build_model', 'lora_enabled', 'add_lora_from', 'with_lora', 'trained_path', 'save_trained',
-           'load_trained', 'resume_arg', 'finished', 'param_counts', 'train_stage', 'sharded_map', 'run_cli']
+           'load_trained', 'resume_arg', 'finished', 'param_counts', 'train_stage', 'sharded_map', 'end_processes',
+           'run_cli']
 
 # %% ../nbs/04b_stage.ipynb #6258b293
 QUANTIZATIONS = ("none", "nf4", "int8")
@@ -171,6 +172,14 @@ def sharded_map(fn: Callable[[list], list], items: Sequence, batch_size: int = 1
     return gather_object(out) if state.num_processes > 1 else out
 
 # %% ../nbs/04b_stage.ipynb #4c740469
+def end_processes() -> None:
+    "Wait for every process, then leave the process group: gloo aborts a process whose peer exited without leaving it."
+    state = process_state()
+    if state.num_processes > 1:
+        state.wait_for_everyone()
+        torch.distributed.destroy_process_group()
+
+
 def run_cli(module: str, run: Callable[[Params, argparse.Namespace], Mapping], argv: list[str] | None = None,
             add_args: Callable[[argparse.ArgumentParser], None] | None = None, description: str | None = None) -> Mapping:
     "Parse `python -m module`'s command line (`--params`, `--set`, `--metrics`, plus `add_args`'), run it, write its metrics."
@@ -182,4 +191,5 @@ def run_cli(module: str, run: Callable[[Params, argparse.Namespace], Mapping], a
     a = ap.parse_args(argv)
     metrics = run(load_params(*a.params, overrides=parse_sets(a.set)), a)
     if a.metrics or os.environ.get("MMNB_METRICS_PATH"): write_metrics(metrics, a.metrics)
+    end_processes()
     return metrics

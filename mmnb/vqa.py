@@ -74,7 +74,7 @@ def run_vqa(p: Params) -> dict:
     seed_everything(p.seed)
     state = process_state()
     out = Path(p.work_dir) / "vqa" / params_hash(p)
-    train_s, test_s = load_split(p.data.name, "train", p), load_split(p.data.name, "test", p)
+    with state.main_process_first(): train_s, test_s = load_split(p.data.name, "train", p), load_split(p.data.name, "test", p)
     if not train_s or not test_s:
         raise ValueError(f"dataset {p.data.name!r}: the {'train' if not train_s else 'test'} split is empty")
     root = image_root(p.data.name, p)
