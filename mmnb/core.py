@@ -29,7 +29,7 @@ __all__ = ['DTYPES', 'RUN_LOCATION_KEYS', 'CORE_PACKAGES', 'RECORD_MIME', 'NONFI
            'load_json', 'read_jsonl_rows', 'file_sha256', 'ParamsError', 'Params', 'did_you_mean',
            'did_you_mean_or_valid', 'conform_value', 'conform', 'load_params', 'parse_sets', 'seed_everything',
            'get_device', 'get_dtype', 'synchronize', 'config_hash', 'run_identity', 'params_hash', 'package_versions',
-           'code_hash', 'require', 'record', 'record_values', 'read_notebook', 'run_row', 'collect']
+           'code_hash', 'require', 'record', 'record_values', 'flatten', 'read_notebook', 'run_row', 'collect']
 
 # %% ../nbs/00_core.ipynb #c006
 _UMASK = os.umask(0); os.umask(_UMASK)
@@ -334,6 +334,15 @@ def record_values(nb: dict) -> dict:
             data = o.get("data", {})
             if RECORD_MIME in data: out.update(data[RECORD_MIME])
     return {k: NONFINITE.get(v, v) if isinstance(v, str) else v for k, v in out.items()}
+
+
+def flatten(values: Mapping, prefix: str = "") -> dict:
+    "Nested mappings as one level of `a/b/c` keys (how records with per-task or per-cell values are compared and tabled)."
+    out = {}
+    for k, v in values.items():
+        if isinstance(v, Mapping): out.update(flatten(v, f"{prefix}{k}/"))
+        else: out[f"{prefix}{k}"] = v
+    return out
 
 
 def _is_error(o: dict) -> bool:

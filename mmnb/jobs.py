@@ -16,7 +16,7 @@ import nbformat, papermill, yaml
 import pandas as pd
 from papermill.exceptions import PapermillExecutionError
 
-from .core import (ParamsError, atomic_write, code_hash, collect, config_hash, conform, did_you_mean_or_valid, load_params,
+from .core import (ParamsError, atomic_write, code_hash, collect, config_hash, conform, did_you_mean_or_valid, flatten, load_params,
                        parse_sets, read_notebook, record_values, run_identity, run_row)
 
 # %% ../nbs/05a_jobs.ipynb #c007
@@ -237,17 +237,9 @@ VARIES = re.compile(r"(time|_s$|_s_|per_s|duration|latency|mem|wall|throughput|s
 
 def _number(v) -> bool: return isinstance(v, (int, float)) and not isinstance(v, bool)
 
-def _flat(values: dict, prefix: str = "") -> dict:
-    "Nested dicts of recorded values as one level of `a/b/c` keys."
-    out = {}
-    for k, v in values.items():
-        if isinstance(v, dict): out.update(_flat(v, f"{prefix}{k}/"))
-        else: out[f"{prefix}{k}"] = v
-    return out
-
 def compare_records(before: str | Path, after: str | Path, rtol: float = 0.02, atol: float = 0.01) -> pd.DataFrame:
     "Recorded scalar numbers of two records side by side (timings and paths left out), each `same` within tolerance or `differs`."
-    a, b = (_flat(record_values(read_notebook(p))) for p in (before, after))
+    a, b = (flatten(record_values(read_notebook(p))) for p in (before, after))
     rows = []
     for k in sorted(set(a) | set(b)):
         x, y = a.get(k), b.get(k)

@@ -4,10 +4,11 @@
 
 # %% auto #0
 __all__ = ['ok_runs', 'summary_table', 'format_summary', 'plot_curves', 'pareto_front', 'plot_pareto', 'save_fig', 'show_samples',
-           'RunsBrowser']
+           'papermill_overhead', 'job_summary', 'plot_job_summary', 'RunsBrowser']
 
 # %% ../nbs/06_report.ipynb #c003
 import html
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ import pandas as pd
 import matplotlib.pyplot as plt
 import seaborn as sns
 
-from .core import atomic_path, did_you_mean, require
+from .core import atomic_path, collect, did_you_mean, flatten, read_notebook, record_values, require
 
 # %% ../nbs/06_report.ipynb #c010
 def _as_list(x) -> list: return [x] if isinstance(x, str) else list(x)
@@ -134,6 +135,45 @@ def show_samples(samples, root, preds=None, scores=None, n: int = 8, cols: int =
             title += f" | pred: {preds[i]!r}"
             ax.set_title(title, fontsize=7, color={True: "green", False: "red", None: "black"}[right])
         else: ax.set_title(title, fontsize=7)
+    fig.tight_layout()
+    return fig
+
+# %% ../nbs/06_report.ipynb #311d51c6
+def papermill_overhead(nb: dict) -> float | None:
+    "Seconds of an executed notebook's duration outside its cells (kernel start, parameters, writing), or None if untimed."
+    total = nb.get("metadata", {}).get("papermill", {}).get("duration")
+    cells = [c.get("metadata", {}).get("papermill", {}).get("duration") for c in nb.get("cells", []) if c.get("cell_type") == "code"]
+    if total is None or any(d is None for d in cells): return None
+    return float(total - sum(cells))
+
+
+def job_summary(runs_dir: str | Path, job: str, headlines: Mapping[str, Mapping]) -> pd.DataFrame:
+    "One row per run of `job` (latest records): pipeline, stage, status, duration, papermill overhead, headline metric and meaning."
+    df = collect(runs_dir, latest=True)
+    df = df[df["job"] == job]
+    rows = []
+    for _, r in df.iterrows():
+        nb = read_notebook(r["path"])
+        h = headlines.get(r["name"], {})
+        values = flatten(record_values(nb))
+        rows.append({"pipeline": h.get("pipeline", ""), "stage": r["name"], "status": r["status"], "duration_s": r["duration_s"],
+                     "overhead_s": papermill_overhead(nb), "metric": h.get("metric", ""),
+                     "value": values.get(h["metric"]) if "metric" in h else None, "meaning": h.get("meaning", "")})
+    order = {name: i for i, name in enumerate(headlines)}
+    return pd.DataFrame(rows).sort_values("stage", key=lambda s: s.map(lambda n: order.get(n, len(order)))).reset_index(drop=True)
+
+
+def plot_job_summary(summary: pd.DataFrame, title: str = ""):
+    "Horizontal bars of each run's duration, coloured by pipeline; failed runs hatched."
+    _need(summary, ["pipeline", "stage", "status", "duration_s"], "plot_job_summary")
+    fig, ax = plt.subplots(figsize=(8, 0.3 * len(summary) + 1.2))
+    colours = {p: f"C{i}" for i, p in enumerate(dict.fromkeys(summary["pipeline"]))}
+    y = range(len(summary))[::-1]
+    ax.barh(list(y), summary["duration_s"].fillna(0), color=[colours[p] for p in summary["pipeline"]],
+            hatch=["//" if s != "ok" else "" for s in summary["status"]])
+    ax.set(yticks=list(y), yticklabels=[f"{p}: {s}" for p, s in zip(summary["pipeline"], summary["stage"])], xlabel="seconds",
+           title=title or f"{len(summary)} runs, {summary['duration_s'].sum() / 60:.1f} min")
+    ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     return fig
 
