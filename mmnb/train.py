@@ -5,7 +5,7 @@
 # %% ../nbs/04_train.ipynb #c003
 from __future__ import annotations
 
-import argparse, dataclasses, importlib.util, math, os, re, shutil, time
+import dataclasses, fcntl, importlib.util, math, os, re, shutil, time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,20 +14,31 @@ from typing import Callable, Iterable, Mapping
 import torch
 from accelerate import Accelerator, PartialState
 from accelerate.utils import DeepSpeedPlugin, FullyShardedDataParallelPlugin, GradientAccumulationPlugin
+from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
-from .core import Params, did_you_mean, load_json, load_params, save_json, seed_everything
+from .core import atomic_path, did_you_mean, load_json, save_json, seed_everything
 
 # %% auto #0
-__all__ = ['SCHEDULES', 'PRECISIONS', 'BACKENDS', 'STATE_FILE', 'TrainConfig', 'multi_cpu', 'process_state', 'accelerator_kwargs',
-           'lr_factor', 'epoch_seed', 'EpochSampler', 'batch_samples', 'batch_tokens', 'select_trainable', 'EMA',
-           'list_checkpoints', 'resolve_checkpoint', 'check_resumable', 'save_checkpoint', 'fit', 'write_metrics']
+__all__ = ['SCHEDULES', 'PRECISIONS', 'BACKENDS', 'PARAM_DTYPES', 'MASTER_WEIGHTS', 'LOSS_IMPLS', 'COMPILES', 'COMPILE_MODES',
+           'STATE_FILE', 'IGNORE_INDEX', 'FAILED_FILE', 'LOCK_FILE', 'TrainConfig', 'multi_cpu', 'process_state',
+           'accelerator_kwargs', 'lr_factor', 'epoch_seed', 'EpochSampler', 'batch_samples', 'batch_tokens',
+           'select_trainable', 'save_tensor_state', 'load_tensor_state', 'EMA', 'list_checkpoints',
+           'resolve_checkpoint', 'check_resumable', 'save_checkpoint', 'cast_params_', 'MasterWeights',
+           'linear_cross_entropy', 'causal_lm_parts', 'HiddenStateLoss', 'no_kv_cache', 'compile_blocks',
+           'prepare_levers', 'TrainingDiverged', 'first_nonfinite', 'failure_record', 'diverged_message', 'SkipGuard',
+           'output_lock', 'fit', 'write_metrics']
 
 # %% ../nbs/04_train.ipynb #c008
 SCHEDULES = ("constant", "linear", "cosine")
 PRECISIONS = ("no", "bf16", "fp16")
 BACKENDS = ("ddp", "fsdp", "deepspeed")
+PARAM_DTYPES = ("model", "bf16")
+MASTER_WEIGHTS = ("fp32", "none")
+LOSS_IMPLS = ("model", "chunked", "liger")
+COMPILES = ("none", "layers", "model")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 _PLUGIN = {"fsdp": FullyShardedDataParallelPlugin, "deepspeed": DeepSpeedPlugin}
 
 
@@ -43,36 +54,51 @@ class TrainConfig:
     epochs: float = 1.0               # passes over the data when `max_steps` is None
     batch_size: int = 8               # samples per device per micro-batch
     grad_accum: int = 1               # micro-batches per optimizer step
-    max_grad_norm: float | None = 1.0 # clip the global gradient norm; None: no clipping
+    max_grad_norm: float | None = 1.0 # clip the global gradient norm; None: no clipping (the norm is still watched)
     warmup_steps: int = 0             # linear LR warm-up from lr/warmup_steps to lr
     schedule: str = "cosine"          # after warm-up: constant | linear | cosine (to 0 at max_steps)
-    mixed_precision: str = "no"       # no | bf16 | fp16
+    mixed_precision: str = "no"       # no | bf16 | fp16: autocast (and fp16's loss scaling) around the model
     distributed: str = "ddp"          # ddp | fsdp | deepspeed (matters only with several processes)
     fsdp: dict = field(default_factory=dict)       # extra FullyShardedDataParallelPlugin arguments
     deepspeed: dict = field(default_factory=dict)  # extra DeepSpeedPlugin arguments (zero_stage defaults to 2)
     save_every: int | None = None     # checkpoint every N steps and at the end; None: never
-    output_dir: str = "work/train"    # where checkpoint-<step> folders go
+    output_dir: str = "work/train"    # where checkpoint-<step> folders, the run lock and failed.json go
     resume_from: str | None = None    # None | "latest" | a checkpoint folder
     eval_every: int | None = None     # call eval_fn every N steps (it is always called at the end)
-    log_every: int = 10               # print a log line every N steps
+    log_every: int = 10               # print a log line (and check for divergence) every N steps
     ema_decay: float | None = None    # keep an EMA of the trainable weights; None: off
     seed: int = 0                     # seeds the RNGs and the data order
     num_workers: int = 0              # DataLoader worker processes
     throughput_warmup: int = 2        # first steps left out of tokens/s (allocator and cache warm-up)
+    skip_patience: int = 10           # fp16 only: consecutive steps the loss scaler may skip (overflow) before it is divergence
+    fused_adamw: bool = False         # torch's fused AdamW kernel (one launch per step instead of one per tensor group)
+    param_dtype: str = "model"        # model: train the weights in the dtype they have | bf16: cast the weights to bf16
+    master_weights: str = "fp32"      # with param_dtype bf16: fp32 = AdamW updates fp32 master copies | none = the bf16 weights
+    loss_impl: str = "model"          # model: the model's own loss from logits | chunked | liger: loss from hidden states, no logits
+    compile: str = "none"             # none | layers (torch.compile each decoder/vision block) | model (the whole forward)
+    compile_mode: str = "default"     # torch.compile mode: default | reduce-overhead (CUDA graphs) | max-autotune[-no-cudagraphs]
+    grad_checkpointing: bool = False  # recompute each layer's activations in the backward pass (memory for time)
 
     def __post_init__(self):
         for f in dataclasses.fields(self): setattr(self, f.name, _checked(f, getattr(self, f.name)))
-        for name, choices in (("schedule", SCHEDULES), ("mixed_precision", PRECISIONS), ("distributed", BACKENDS)):
+        for name, choices in (("schedule", SCHEDULES), ("mixed_precision", PRECISIONS), ("distributed", BACKENDS),
+                              ("param_dtype", PARAM_DTYPES), ("master_weights", MASTER_WEIGHTS), ("loss_impl", LOSS_IMPLS),
+                              ("compile", COMPILES), ("compile_mode", COMPILE_MODES)):
             v = getattr(self, name)
             if v not in choices: raise ValueError(f"train.{name} = {v!r} is not one of {choices}{_did_you_mean(v, choices)}")
         for name in ("batch_size", "grad_accum", "log_every", "max_steps", "save_every", "eval_every"):
             v = getattr(self, name)
             if v is not None and v < 1: raise ValueError(f"train.{name} must be >= 1, got {v}")
-        for name in ("lr", "weight_decay", "warmup_steps", "num_workers", "throughput_warmup"):
+        for name in ("lr", "weight_decay", "warmup_steps", "num_workers", "throughput_warmup", "skip_patience"):
             if getattr(self, name) < 0: raise ValueError(f"train.{name} must be >= 0, got {getattr(self, name)}")
         if self.epochs <= 0: raise ValueError(f"train.epochs must be > 0, got {self.epochs}")
         if self.ema_decay is not None and not 0 < self.ema_decay < 1:
             raise ValueError(f"train.ema_decay must be in (0, 1) or null, got {self.ema_decay}")
+        if self.param_dtype == "bf16" and self.distributed != "ddp":
+            raise ValueError(f"train.param_dtype = 'bf16' works with train.distributed = 'ddp' only (got {self.distributed!r}); "
+                             "FSDP and DeepSpeed keep their own master weights: set their mixed precision instead")
+        if self.param_dtype == "bf16" and self.mixed_precision == "fp16":
+            raise ValueError("train.param_dtype = 'bf16' with train.mixed_precision = 'fp16' mixes two half formats; use bf16 or no")
         for name, plugin in _PLUGIN.items():
             valid = [f.name for f in dataclasses.fields(plugin)]
             for k in getattr(self, name):
@@ -88,7 +114,7 @@ class TrainConfig:
         return cls(**d)
 
 
-_TYPES = {"int": int, "float": float, "str": str, "dict": dict}
+_TYPES = {"int": int, "float": float, "str": str, "dict": dict, "bool": bool}
 
 
 def _checked(f: dataclasses.Field, v):
@@ -98,7 +124,9 @@ def _checked(f: dataclasses.Field, v):
         if "None" in names: return None
         raise ValueError(f"train.{f.name} may not be null")
     want = _TYPES[names[0]]
-    if want is float and not isinstance(v, bool):
+    if want is bool:
+        if isinstance(v, bool): return v
+    elif want is float and not isinstance(v, bool):
         if isinstance(v, (int, float)): return float(v)
         if isinstance(v, str):
             try: return float(v)
@@ -204,6 +232,23 @@ def _diff_shapes(saved: Mapping, now: Mapping, n: int = 5) -> str:
     return "; ".join(out)
 
 
+def save_tensor_state(folder: str | os.PathLike, name: str, tensors: Mapping[str, torch.Tensor], meta: Mapping | None = None) -> Path:
+    "Write `tensors` to `folder/name.safetensors` and `meta` (JSON-able) to `folder/name.json`, each atomically."
+    folder = Path(folder)
+    with atomic_path(folder / f"{name}.safetensors") as tmp:
+        save_file({k: t.detach().contiguous().cpu() for k, t in tensors.items()}, str(tmp))
+    save_json(folder / f"{name}.json", dict(meta or {}))
+    return folder / f"{name}.safetensors"
+
+
+def load_tensor_state(folder: str | os.PathLike, name: str) -> tuple[dict[str, torch.Tensor], dict]:
+    "`(tensors, meta)` written by `save_tensor_state`: safetensors and JSON, no pickle; the error names a missing file."
+    folder = Path(folder)
+    for f in (folder / f"{name}.safetensors", folder / f"{name}.json"):
+        if not f.is_file(): raise FileNotFoundError(f"{f} is missing: the checkpoint in {folder} has no '{name}' state")
+    return load_file(str(folder / f"{name}.safetensors")), load_json(folder / f"{name}.json")
+
+
 class EMA:
     "Exponential moving average of a model's trainable parameters: `avg = decay*avg + (1-decay)*param` per `update()`."
     def __init__(self, model: torch.nn.Module, decay: float):
@@ -240,6 +285,15 @@ class EMA:
     def state_dict(self) -> dict:
         return {"decay": self.decay, "num_updates": self.num_updates, "shadow": self.shadow}
 
+    def save(self, folder: str | os.PathLike) -> Path:
+        "Write the average to `folder/ema.safetensors` (+ `ema.json`: decay, updates)."
+        return save_tensor_state(folder, "ema", self.shadow, {"decay": self.decay, "num_updates": self.num_updates})
+
+    def load(self, folder: str | os.PathLike):
+        "Read what `save` wrote (safetensors + JSON: nothing is unpickled)."
+        shadow, meta = load_tensor_state(folder, "ema")
+        self.load_state_dict({"shadow": shadow, **meta})
+
     def load_state_dict(self, sd: Mapping):
         mine = {n: tuple(t.shape) for n, t in self.shadow.items()}
         theirs = {n: tuple(t.shape) for n, t in sd["shadow"].items()}
@@ -252,7 +306,8 @@ STATE_FILE = "trainer_state.json"
 _CKPT = re.compile(r"^checkpoint-(\d+)$")
 # settings a resumed run must share with the saved one to stay on the same trajectory
 _SAME_ON_RESUME = ("lr", "weight_decay", "batch_size", "grad_accum", "max_grad_norm", "warmup_steps", "schedule",
-                   "mixed_precision", "distributed", "ema_decay", "seed")
+                   "mixed_precision", "distributed", "ema_decay", "seed", "param_dtype", "master_weights", "loss_impl")
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}  # for checkpoints written before a setting existed
 
 
 def list_checkpoints(output_dir: str | os.PathLike) -> list[Path]:
@@ -286,13 +341,15 @@ def check_resumable(path: Path, saved: Mapping, now: Mapping) -> None:
     for k in ("num_processes", "micro_batches_per_epoch", "max_steps"):
         if saved[k] != now[k]: problems.append(f"{k}: checkpoint {saved[k]}, now {now[k]}")
     for k in _SAME_ON_RESUME:
-        if saved["config"][k] != now["config"][k]:
-            problems.append(f"train.{k}: checkpoint {saved['config'][k]!r}, now {now['config'][k]!r}")
+        if (was := saved["config"].get(k, _DEFAULTS[k])) != now["config"][k]:
+            problems.append(f"train.{k}: checkpoint {was!r}, now {now['config'][k]!r}")
     if problems: raise ValueError(f"cannot resume from {path}:\n  " + "\n  ".join(problems))
 
 
-def save_checkpoint(accelerator: Accelerator, output_dir: str | os.PathLike, step: int, state: Mapping) -> Path:
-    "`accelerator.save_state` into `output_dir/checkpoint-<step>`, written beside it and renamed, so it is whole or absent."
+def save_checkpoint(accelerator: Accelerator, output_dir: str | os.PathLike, step: int, state: Mapping,
+                    tensor_states: Mapping[str, tuple[Mapping, Mapping]] | None = None) -> Path:
+    """`accelerator.save_state` (+ `tensor_states`, name -> (tensors, meta), through `save_tensor_state`) into
+    `output_dir/checkpoint-<step>`, written beside it and renamed, so it is whole or absent."""
     out = Path(output_dir)
     final, tmp, old = out / f"checkpoint-{step}", out / f".tmp-checkpoint-{step}", out / f".old-checkpoint-{step}"
     if accelerator.is_main_process: shutil.rmtree(tmp, ignore_errors=True)
@@ -300,6 +357,7 @@ def save_checkpoint(accelerator: Accelerator, output_dir: str | os.PathLike, ste
     accelerator.save_state(str(tmp))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
+        for name, (tensors, meta) in (tensor_states or {}).items(): save_tensor_state(tmp, name, tensors, meta)
         save_json(tmp / STATE_FILE, state)
         if final.exists(): os.replace(final, old)
         os.replace(tmp, final)
@@ -307,10 +365,222 @@ def save_checkpoint(accelerator: Accelerator, output_dir: str | os.PathLike, ste
     accelerator.wait_for_everyone()
     return final
 
+# %% ../nbs/04_train.ipynb #l002
+def cast_params_(model: torch.nn.Module, dtype: torch.dtype) -> list[str]:
+    "Cast `model`'s floating-point parameters to `dtype` in place (buffers such as RoPE frequencies keep theirs); return their names."
+    names = []
+    for n, p in model.named_parameters():
+        if p.is_floating_point() and p.dtype != dtype: p.data = p.data.to(dtype); names.append(n)
+    return names
+
+
+class MasterWeights:
+    "fp32 master copies of (bf16) trainable weights: the optimizer steps the copies, which are rounded into the model after each step."
+    def __init__(self, named: Mapping[str, torch.nn.Parameter]):
+        self.names, self.model_params = list(named), list(named.values())
+        self.params = [p.detach().float().clone().requires_grad_(True) for p in self.model_params]
+
+    def grads_to_master(self):
+        "Move the model's gradients onto the master copies, in fp32."
+        for p, m in zip(self.model_params, self.params):
+            m.grad = None if p.grad is None else p.grad.float()
+            p.grad = None
+
+    @torch.no_grad()
+    def copy_to_model(self):
+        "Round the master weights into the model's weights."
+        torch._foreach_copy_(self.model_params, self.params)
+
+    def state_dict(self) -> dict[str, torch.Tensor]: return dict(zip(self.names, self.params))
+
+    @torch.no_grad()
+    def load_state_dict(self, sd: Mapping[str, torch.Tensor]):
+        mine, theirs = {n: tuple(p.shape) for n, p in zip(self.names, self.params)}, {n: tuple(t.shape) for n, t in sd.items()}
+        if mine != theirs: raise ValueError(f"master weights do not fit this model: {_diff_shapes(theirs, mine)}")
+        for n, m in zip(self.names, self.params): m.copy_(sd[n])
+        self.copy_to_model()
+
+# %% ../nbs/04_train.ipynb #l005
+IGNORE_INDEX = -100
+
+
+class _ChunkedLinearCE(torch.autograd.Function):
+    "Cross-entropy of `hidden @ weight.T` against `labels`, a chunk of rows at a time; gradients are made in the forward pass."
+    @staticmethod
+    def forward(ctx, hidden, weight, labels, chunk):
+        valid_all = labels != IGNORE_INDEX
+        count = valid_all.sum().clamp(min=1)
+        acc = torch.promote_types(hidden.dtype, torch.float32)  # fp32, or fp64 for a gradient check
+        loss = torch.zeros((), device=hidden.device, dtype=acc)
+        grad_h, grad_w = torch.empty_like(hidden), torch.zeros(weight.shape, device=weight.device, dtype=acc)
+        for s in range(0, hidden.shape[0], chunk):
+            h, y, valid = hidden[s:s + chunk], labels[s:s + chunk], valid_all[s:s + chunk]
+            logits = (h @ weight.T).to(acc)
+            target = y.clamp(min=0)[:, None]
+            loss += ((logits.logsumexp(-1) - logits.gather(1, target)[:, 0]) * valid).sum()
+            g = logits.softmax(-1)
+            g.scatter_add_(1, target, torch.full_like(g[:, :1], -1.0))
+            g = (g * (valid[:, None] / count)).to(h.dtype)
+            grad_h[s:s + chunk] = g @ weight.to(h.dtype)
+            grad_w += (g.T @ h).to(acc)
+        ctx.save_for_backward(grad_h, grad_w.to(weight.dtype))
+        return loss / count
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        grad_h, grad_w = ctx.saved_tensors
+        return grad_h * grad_out.to(grad_h.dtype), grad_w * grad_out.to(grad_w.dtype), None, None
+
+
+def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, impl: str = "chunked",
+                         chunk: int = 4096) -> torch.Tensor:
+    "Mean cross-entropy of the logits `hidden @ weight.T` (rows × vocab, never held whole) against `labels` (-100: ignored)."
+    if impl == "chunked": return _ChunkedLinearCE.apply(hidden, weight, labels, chunk)
+    if impl == "liger":
+        if importlib.util.find_spec("liger_kernel") is None:
+            raise ImportError("train.loss_impl = 'liger' needs the liger-kernel package (GPU, Triton): pip install mmnb[gpu]")
+        from liger_kernel.transformers.fused_linear_cross_entropy import LigerFusedLinearCrossEntropyLoss
+        return LigerFusedLinearCrossEntropyLoss(ignore_index=IGNORE_INDEX)(weight, hidden, labels)
+    raise ValueError(f"linear_cross_entropy: impl {impl!r} is not one of ('chunked', 'liger')")
+
+
+def causal_lm_parts(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Linear]:
+    "The backbone (its forward returns `last_hidden_state`) and the output head of a Hugging Face causal LM or VLM (peft unwrapped)."
+    net = model.get_base_model() if hasattr(model, "get_base_model") else model
+    backbone, head = getattr(net, "model", None), net.get_output_embeddings() if hasattr(net, "get_output_embeddings") else None
+    if backbone is None or not isinstance(head, torch.nn.Linear) or head.bias is not None:
+        raise TypeError(f"{type(net).__name__}: a loss from hidden states needs a `.model` backbone and a bias-free Linear head "
+                        "(a Hugging Face *ForCausalLM / *ForConditionalGeneration); use train.loss_impl = 'model'")
+    return backbone, head
+
+
+class HiddenStateLoss(torch.nn.Module):
+    "`model` whose forward(**batch) returns {'loss'} computed from the last hidden states by `impl`, without logits."
+    def __init__(self, model: torch.nn.Module, impl: str = "chunked", chunk: int = 4096):
+        super().__init__()
+        causal_lm_parts(model)
+        self.model, self.impl, self.chunk = model, impl, chunk
+
+    def forward(self, labels: torch.Tensor, **batch) -> dict:
+        backbone, head = causal_lm_parts(self.model)
+        h = backbone(**batch, use_cache=False).last_hidden_state
+        return {"loss": linear_cross_entropy(h[:, :-1].reshape(-1, h.shape[-1]), head.weight, labels[:, 1:].reshape(-1),
+                                             self.impl, self.chunk)}
+
+# %% ../nbs/04_train.ipynb #l008
+def no_kv_cache(model: torch.nn.Module) -> None:
+    "Turn the KV cache off in `model`'s config and its sub-configs (training never reuses it)."
+    net = model.get_base_model() if hasattr(model, "get_base_model") else model
+    cfg = getattr(net, "config", None)
+    for c in [cfg] + [getattr(cfg, k, None) for k in ("text_config", "vision_config", "llm_config")]:
+        if c is not None and hasattr(c, "use_cache"): c.use_cache = False
+
+
+def compile_blocks(model: torch.nn.Module, mode: str = "default") -> int:
+    "`torch.compile` in place every block of `model`'s layer stacks (`ModuleList`s named `layers` or `blocks`); return how many."
+    n = 0
+    for name, m in model.named_modules():
+        if isinstance(m, torch.nn.ModuleList) and name.rsplit(".", 1)[-1] in ("layers", "blocks"):
+            for block in m: block.compile(mode=None if mode == "default" else mode); n += 1
+    if n == 0: raise ValueError(f"train.compile = 'layers': {type(model).__name__} has no ModuleList named 'layers' or 'blocks'")
+    return n
+
+
+def prepare_levers(model: torch.nn.Module, cfg: TrainConfig) -> tuple[torch.nn.Module, MasterWeights | None]:
+    "Apply `cfg`'s levers to `model` in place; return the module whose forward gives the loss, and the master weights (or None)."
+    no_kv_cache(model)
+    if cfg.grad_checkpointing:
+        if not hasattr(model, "gradient_checkpointing_enable"):
+            raise TypeError(f"train.grad_checkpointing: {type(model).__name__} has no gradient_checkpointing_enable")
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    master = None
+    if cfg.param_dtype == "bf16":
+        cast_params_(model, torch.bfloat16)
+        if cfg.master_weights == "fp32": master = MasterWeights({n: p for n, p in model.named_parameters() if p.requires_grad})
+    if cfg.compile == "layers": compile_blocks(model, cfg.compile_mode)
+    step_module = model if cfg.loss_impl == "model" else HiddenStateLoss(model, cfg.loss_impl)
+    if cfg.compile == "model": step_module.compile(mode=None if cfg.compile_mode == "default" else cfg.compile_mode)
+    return step_module, master
+
+# %% ../nbs/04_train.ipynb #d002
+FAILED_FILE = "failed.json"
+LOCK_FILE = ".train.lock"
+
+
+class TrainingDiverged(RuntimeError):
+    "Training met a non-finite loss or gradient norm; the message names the step."
+
+
+def _finite_or_str(v):
+    "A float for JSON: finite values as they are, nan/inf as strings (strict JSON has neither)."
+    return v if v is None or math.isfinite(v) else str(v)
+
+
+def first_nonfinite(losses: list[float], grad_norms: list[float | None], terms: Mapping[str, list[float]] | None = None,
+                    skipped: Iterable[int] = ()) -> int | None:
+    "Index of the first step whose loss, loss term or gradient norm is not finite; gradient norms at `skipped` indices are exempt."
+    skipped = set(skipped)
+    for i, loss in enumerate(losses):
+        if not math.isfinite(loss) or any(not math.isfinite(v[i]) for v in (terms or {}).values()): return i
+        if i not in skipped and grad_norms[i] is not None and not math.isfinite(grad_norms[i]): return i
+    return None
+
+
+def failure_record(step: int, hist: Mapping, last_checkpoint: str | None) -> dict:
+    "What `failed.json` says about optimizer step `step` (1-based) of the loss/LR/gradient-norm history `hist`."
+    i = step - 1
+    return {"step": step, "loss": _finite_or_str(hist["loss"][i]), "grad_norm": _finite_or_str(hist["grad_norm"][i]),
+            "lr": hist["lr"][i], "loss_terms": {k: _finite_or_str(v[i]) for k, v in hist.get("loss_terms", {}).items()},
+            "last_checkpoint": last_checkpoint}
+
+
+def diverged_message(rec: Mapping, path: Path) -> str:
+    terms = "".join(f", {k} {v}" for k, v in rec["loss_terms"].items())
+    after = f"the last checkpoint is {rec['last_checkpoint']}" if rec["last_checkpoint"] else "no checkpoint was saved"
+    return (f"training diverged at step {rec['step']}: loss {rec['loss']}{terms}, gradient norm {rec['grad_norm']}, "
+            f"lr {rec['lr']:.3g}; {after}; record in {path}")
+
+
+class SkipGuard:
+    "Counts consecutive optimizer steps skipped by fp16 loss scaling; more than `patience` in a row is divergence."
+    def __init__(self, patience: int): self.patience, self.run, self.skipped = patience, 0, []
+    def update(self, step: int, skipped: bool):
+        if not skipped: self.run = 0; return
+        self.run += 1
+        self.skipped.append(step)
+        if self.run > self.patience:
+            raise TrainingDiverged(f"training diverged at step {step}: the fp16 loss scaler skipped {self.run} steps in a row "
+                                   f"(train.skip_patience = {self.patience}): the gradients overflow at every scale")
+
+
+def _all_finite(tensors: Iterable[torch.Tensor]) -> bool:
+    "Whether every value of every tensor is finite (one host sync)."
+    flags = [torch.isfinite(t).all() for t in tensors]
+    return bool(torch.stack(flags).all()) if flags else True
+
+
+@contextmanager
+def output_lock(output_dir: str | os.PathLike):
+    "Hold an exclusive lock on `output_dir` while the block runs; a second holder, in any process, is refused with the holder's pid."
+    d = Path(output_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    path = d / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode().strip() or "unknown"
+            raise RuntimeError(f"train.output_dir {d} is in use by another training run (pid {holder} holds {path}); "
+                               "wait for it to finish or choose another train.output_dir") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield path
+    finally: os.close(fd)  # closing the descriptor releases the lock
+
 # %% ../nbs/04_train.ipynb #c039
-def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    "AdamW groups: matrices decay; biases and norm scales (1-d) do not."
-    params = [p for p in model.parameters() if p.requires_grad]
+def _param_groups(params: Iterable[torch.Tensor], weight_decay: float) -> list[dict]:
+    "AdamW groups of the trainable `params`: matrices decay; biases and norm scales (1-d) do not."
+    params = [p for p in params if p.requires_grad]
     return [{"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
             {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
 
@@ -330,6 +600,18 @@ def _hms(seconds: float) -> str:
     return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
 
 
+def _loss_terms(out) -> dict[str, torch.Tensor]:
+    "Named loss terms a model returns beside its loss (`out['loss_terms']`, a dict of scalars), else none."
+    terms = out.get("loss_terms") if isinstance(out, Mapping) else None
+    return dict(terms) if terms else {}
+
+
+def _net(accelerator: Accelerator, prepared: torch.nn.Module) -> torch.nn.Module:
+    "The user's model inside what accelerate prepared (and inside the hidden-state loss wrapper)."
+    m = accelerator.unwrap_model(prepared)
+    return m.model if isinstance(m, HiddenStateLoss) else m
+
+
 def fit(model: torch.nn.Module,             # forward(**batch) returns an object with `.loss`
         train_dataset,                       # map-style dataset (len + getitem)
         collate_fn: Callable,                # list of items -> dict of tensors for `model(**batch)`
@@ -339,6 +621,12 @@ def fit(model: torch.nn.Module,             # forward(**batch) returns an object
         ) -> dict:
     "Train `model` in place with AdamW as `cfg` says; return loss/LR history, evals, checkpoints and throughput."
     if not isinstance(cfg, TrainConfig): cfg = TrainConfig.from_dict(cfg)
+    writes = cfg.save_every is not None or cfg.resume_from is not None
+    with output_lock(cfg.output_dir) if writes and process_state().is_main_process else nullcontext():
+        return _fit(model, train_dataset, collate_fn, cfg, eval_fn, trainable)
+
+
+def _fit(model, train_dataset, collate_fn, cfg: TrainConfig, eval_fn, trainable) -> dict:
     if cfg.ema_decay is not None and cfg.distributed == "fsdp":
         raise ValueError("train.ema_decay with train.distributed = 'fsdp' is not supported: each process holds only a shard of the weights")
     resume = resolve_checkpoint(cfg.resume_from, cfg.output_dir) if cfg.resume_from is not None else None
@@ -353,12 +641,14 @@ def fit(model: torch.nn.Module,             # forward(**batch) returns an object
     run = {"params": {n: list(p.shape) for n, p in model.named_parameters()},
            "trainable": select_trainable(model, trainable),
            "num_processes": accelerator.num_processes, "config": dataclasses.asdict(cfg)}
+    step_module, master = prepare_levers(model, cfg)
 
     sampler, generator = EpochSampler(len(train_dataset), cfg.seed), torch.Generator()
     loader = DataLoader(train_dataset, batch_size=cfg.batch_size, sampler=sampler, collate_fn=_Counted(collate_fn),
                         drop_last=True, num_workers=cfg.num_workers, generator=generator)
-    optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr)
-    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    opt_params = master.params if master else [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(_param_groups(opt_params, cfg.weight_decay), lr=cfg.lr, fused=cfg.fused_adamw or None)
+    step_module, optimizer, loader = accelerator.prepare(step_module, optimizer, loader)
     if len(loader) == 0:
         raise ValueError(f"{len(train_dataset)} samples give no full batch of train.batch_size={cfg.batch_size} "
                          f"on each of {accelerator.num_processes} processes")
@@ -366,29 +656,44 @@ def fit(model: torch.nn.Module,             # forward(**batch) returns an object
     run.update(micro_batches_per_epoch=len(loader), max_steps=max_steps)
     scheduler = accelerator.prepare(torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, max_steps, cfg.warmup_steps, cfg.schedule)))
-    ema = EMA(accelerator.unwrap_model(model), cfg.ema_decay) if cfg.ema_decay is not None else None
-    if ema is not None: accelerator.register_for_checkpointing(ema)
+    ema = EMA(_net(accelerator, step_module), cfg.ema_decay) if cfg.ema_decay is not None else None
 
-    start, hist = 0, {"loss": [], "lr": [], "evals": []}
+    start, hist = 0, {"loss": [], "lr": [], "grad_norm": [], "evals": []}
     if resume is not None:
         saved = load_json(resume / STATE_FILE)
         check_resumable(resume, saved, run)
         accelerator.load_state(str(resume))
-        start, hist = saved["step"], saved["history"]
+        if ema is not None: ema.load(resume)
+        if master is not None: master.load_state_dict(load_tensor_state(resume, "master_weights")[0])
+        start, hist = saved["step"], {"grad_norm": [None] * saved["step"], **saved["history"]}
         accelerator.print(f"resumed from {resume} at step {start}")
 
-    params = [p for p in model.parameters() if p.requires_grad]
-    pending, checkpoints, seen = [], [], {"tokens": 0, "samples": 0}
+    pending, pending_gn, pending_terms, checkpoints, seen = [], [], {}, [], {"tokens": 0, "samples": 0}
+    guard = SkipGuard(cfg.skip_patience)
     warm = min(cfg.throughput_warmup, max(0, max_steps - start - 1))  # leave at least one step to measure
     t_measure = time.perf_counter() if warm == 0 else None
 
     def flush():
-        if pending: hist["loss"].extend(accelerator.reduce(torch.stack(pending), "mean").tolist())
-        pending.clear()
+        "Read the pending per-step values (one host sync), extend the history, and stop at the first non-finite step."
+        if not pending: return
+        first = len(hist["loss"])
+        hist["loss"].extend(accelerator.reduce(torch.stack(pending), "mean").tolist())
+        hist["grad_norm"].extend(torch.stack(pending_gn).tolist() if pending_gn[0] is not None else [None] * len(pending_gn))
+        for k, v in pending_terms.items(): hist.setdefault("loss_terms", {}).setdefault(k, []).extend(accelerator.reduce(torch.stack(v), "mean").tolist())
+        pending.clear(); pending_gn.clear(); pending_terms.clear()
+        bad = first_nonfinite(hist["loss"][first:], hist["grad_norm"][first:], {k: v[first:] for k, v in hist.get("loss_terms", {}).items()},
+                              [s - 1 - first for s in guard.skipped if s - 1 >= first])
+        if bad is not None: diverged(first + bad + 1)
+
+    def diverged(step):
+        rec = failure_record(step, hist, checkpoints[-1] if checkpoints else (str(resume) if resume else None))
+        path = Path(cfg.output_dir) / FAILED_FILE
+        if accelerator.is_main_process: save_json(path, rec)
+        raise TrainingDiverged(diverged_message(rec, path))
 
     def evaluate(step):
         flush()
-        net = accelerator.unwrap_model(model)
+        net = _net(accelerator, step_module)
         net.eval()
         with (ema.swapped() if ema else nullcontext()), torch.no_grad(): res = eval_fn(net, step) or {}
         net.train()
@@ -397,28 +702,41 @@ def fit(model: torch.nn.Module,             # forward(**batch) returns an object
 
     def checkpoint(step):
         flush()
-        checkpoints.append(str(save_checkpoint(accelerator, cfg.output_dir, step, {"step": step, "history": hist, **run})))
+        if not _all_finite([p.detach() for p in model.parameters()] + (master.params if master else [])):
+            diverged(step)
+        tensors = {"ema": (ema.shadow, {"decay": ema.decay, "num_updates": ema.num_updates})} if ema else {}
+        if master: tensors["master_weights"] = (master.state_dict(), {"names": master.names})
+        checkpoints.append(str(save_checkpoint(accelerator, cfg.output_dir, step, {"step": step, "history": hist, **run}, tensors)))
 
-    model.train()
+    step_module.train()
     bar = tqdm(total=max_steps, initial=start, desc="train", disable=None if accelerator.is_main_process else True)
-    step, window = start, torch.zeros((), device=accelerator.device)
+    step, window, terms_window = start, torch.zeros((), device=accelerator.device), {}
     for batch, n_tok, n_smp in _stream(accelerator, loader, sampler, generator, cfg.seed, start * cfg.grad_accum):
         if step >= max_steps: break
-        with accelerator.accumulate(model):
-            loss = model(**batch).loss
+        with accelerator.accumulate(step_module):
+            out = step_module(**batch)
+            loss = out["loss"] if isinstance(out, Mapping) else out.loss
             accelerator.backward(loss)
             window += loss.detach().float()
+            for k, v in _loss_terms(out).items(): terms_window[k] = terms_window.get(k, 0) + v.detach().float()
             if accelerator.sync_gradients:
-                if cfg.max_grad_norm: accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
+                if master: master.grads_to_master()
+                gnorm = accelerator.clip_grad_norm_(opt_params, cfg.max_grad_norm or math.inf)
                 lr = optimizer.param_groups[0]["lr"]
                 optimizer.step()
-                if not accelerator.optimizer_step_was_skipped: scheduler.step()
+                skipped = accelerator.optimizer_step_was_skipped  # a host read only under fp16 loss scaling
+                if not skipped:
+                    scheduler.step()
+                    if master: master.copy_to_model()
                 optimizer.zero_grad(set_to_none=True)
         if t_measure is not None: seen["tokens"] += n_tok; seen["samples"] += n_smp
         if not accelerator.sync_gradients: continue
         step += 1
+        guard.update(step, skipped)
         pending.append(window / cfg.grad_accum)
-        window = torch.zeros((), device=accelerator.device)
+        pending_gn.append(gnorm.detach().float() if isinstance(gnorm, torch.Tensor) else None)
+        for k, v in terms_window.items(): pending_terms.setdefault(k, []).append(v / cfg.grad_accum)
+        window, terms_window = torch.zeros((), device=accelerator.device), {}
         hist["lr"].append(lr)
         if ema is not None: ema.update()
         if t_measure is None and step - start == warm: t_measure = time.perf_counter()
@@ -440,7 +758,8 @@ def fit(model: torch.nn.Module,             # forward(**batch) returns an object
     accelerator.free_memory()  # drop optimizer state (GBs on a GPU) now, not at some later garbage collection
     return {"steps": step, "start_step": start, "max_steps": max_steps, "epochs": step * cfg.grad_accum / len(loader),
             "final_loss": hist["loss"][-1] if hist["loss"] else None, "loss_history": hist["loss"],
-            "lr_history": hist["lr"], "evals": hist["evals"], "checkpoints": checkpoints,
+            "lr_history": hist["lr"], "grad_norm_history": hist["grad_norm"], "loss_terms_history": hist.get("loss_terms", {}),
+            "skipped_steps": guard.skipped, "evals": hist["evals"], "checkpoints": checkpoints,
             "tokens_per_s": tokens / elapsed, "samples_per_s": samples / elapsed, "throughput_from_step": start + warm,
             "wall_time_s": time.perf_counter() - t_start, "num_processes": accelerator.num_processes}
 
