@@ -20,9 +20,9 @@ from ..data import DataError, safe_path
 
 # %% auto #0
 __all__ = ['META_KEYS', 'META_OPTIONAL', 'IMAGE_TAG', 'ROLES', 'JPEG_QUALITIES', 'TWIN_VERSION', 'TWIN_CLASSES', 'TWIN_SIZES',
-           'KIND_WORDS', 'CLASS_PHRASES', 'SPLIT_CODES', 'read_meta', 'row_images', 'read_conversations', 'repeated',
-           'pretrain_items', 'jpeg_degraded', 'draw_scene', 'region', 'scene_turns', 'conversation', 'twin_config',
-           'make_twin']
+           'KIND_WORDS', 'GROUNDS', 'CLASS_PHRASES', 'SPLIT_CODES', 'read_meta', 'row_images', 'read_conversations',
+           'repeated', 'pretrain_items', 'jpeg_degraded', 'draw_scene', 'region', 'scene_turns', 'conversation',
+           'twin_config', 'make_twin']
 
 # %% ../../nbs/60_vitp.data.ipynb #54087685
 META_KEYS = {"root": str, "annotation": str, "data_augment": bool, "repeat_time": (int, float), "length": int,
@@ -147,11 +147,12 @@ def jpeg_degraded(image: Image.Image, rng: np.random.Generator) -> Image.Image:
     with Image.open(buf) as im: return im.convert("RGB")
 
 # %% ../../nbs/60_vitp.data.ipynb #5cd20b7e
-TWIN_VERSION = 1  # part of the twin's hash: bump it when drawing or questions change
+TWIN_VERSION = 2  # part of the twin's hash: bump it when drawing or questions change
 TWIN_CLASSES = ("farmland", "forest", "lake", "residential", "highway", "port")
 TWIN_SIZES = ((224, 224), (336, 168), (168, 336), (280, 224), (224, 280))  # (width, height)
 KIND_WORDS = {"field": ("crop field", "crop fields"), "tree": ("tree", "trees"), "water": ("water body", "water bodies"),
               "building": ("building", "buildings"), "road": ("road", "roads")}
+GROUNDS = ((140, 125, 85), (70, 95, 50), (105, 130, 75), (130, 128, 115), (120, 135, 85))  # soil and grass, any class
 CLASS_PHRASES = {"farmland": "farmland", "forest": "a forest", "lake": "a lake", "residential": "a residential area",
                  "highway": "a highway", "port": "a port"}
 
@@ -217,9 +218,7 @@ def _draw_road(rng, d, horizontal: bool, pos, w, h, width, out, lanes: bool):
 def draw_scene(cls: str, w: int, h: int, rng: np.random.Generator) -> tuple[Image.Image, list[dict]]:
     "An aerial-looking scene of class `cls` (one of `TWIN_CLASSES`), `w` × `h`, and its objects (kind, box, colour)."
     if cls not in TWIN_CLASSES: raise ValueError(f"unknown twin class {cls!r}{did_you_mean(cls, TWIN_CLASSES)}")
-    ground = {"farmland": (140, 125, 85), "forest": (50, 75, 40), "lake": (105, 130, 75), "residential": (130, 128, 115),
-              "highway": (120, 135, 85), "port": (125, 120, 110)}[cls]
-    img = Image.new("RGB", (w, h), _jitter(rng, ground, 12))
+    img = Image.new("RGB", (w, h), _jitter(rng, GROUNDS[int(rng.integers(len(GROUNDS)))], 12))
     d, objs = ImageDraw.Draw(img), []
     if cls == "farmland":
         _draw_fields(rng, d, 0, 0, w, h, objs)
