@@ -206,9 +206,11 @@ _TEXT_SIZES = {
              "text_config.num_attention_heads": 4, "text_config.num_key_value_heads": 2},
     "1b": {"text_config.hidden_size": 1536, "text_config.intermediate_size": 6144, "text_config.num_hidden_layers": 14,
            "text_config.num_attention_heads": 12, "text_config.num_key_value_heads": 2},
+    "7b": {"text_config.hidden_size": 3584, "text_config.intermediate_size": 18944, "text_config.num_hidden_layers": 28,
+           "text_config.num_attention_heads": 28, "text_config.num_key_value_heads": 4},  # Qwen2-VL-7B's language model
 }
 _VISION_SIZES = {  # (width, depth, heads) of the vision tower
-    "100m": (256, 4, 4), "1b": (768, 12, 12)}
+    "100m": (256, 4, 4), "1b": (768, 12, 12), "7b": (1280, 32, 16)}
 
 def _vision_overrides(family, width, depth, heads):
     if family == "qwen2_vl": return {"vision_config.embed_dim": width, "vision_config.depth": depth, "vision_config.num_heads": heads}
@@ -326,13 +328,14 @@ def _model_from_folder(path: Path, dtype, trust_remote_code, attn_implementation
     processor = processor_cls.from_pretrained(path, local_files_only=True, trust_remote_code=trust_remote_code)
     return model, processor
 
-def _model_from_preset(name, dtype, seed, config_overrides, attn_implementation, tokenizer):
+def _model_from_preset(name, dtype, device, seed, config_overrides, attn_implementation, tokenizer):
     kind = resolve_tokenizer_kind(tokenizer)
     config = preset_config(name, config_overrides, kind)
     family = config.model_type
     tok = build_tokenizer(family, kind)
     seed_everything(seed)
-    model = FAMILIES[family][1]._from_config(config, attn_implementation=attn_implementation).to(dtype)
+    with torch.device(device):  # built where it will run: a 7B model is not first initialised on the CPU
+        model = FAMILIES[family][1]._from_config(config, attn_implementation=attn_implementation).to(dtype)
     gc = model.generation_config
     gc.eos_token_id = tok.convert_tokens_to_ids(["<|im_end|>", "<|endoftext|>"])
     gc.pad_token_id, gc.bos_token_id = tok.pad_token_id, None
@@ -350,7 +353,7 @@ def load_vlm(spec: str | os.PathLike, *, dtype: str = "fp32", device: str = "cpu
     torch_dtype = get_dtype(dtype, device)
     spec_str = str(spec)
     if spec_str in PRESETS or not (os.sep in spec_str or Path(spec_str).exists()):
-        model, processor = _model_from_preset(spec_str, torch_dtype, seed, config_overrides, attn_implementation, tokenizer)
+        model, processor = _model_from_preset(spec_str, torch_dtype, get_device(device), seed, config_overrides, attn_implementation, tokenizer)
     else:
         if config_overrides or tokenizer != "auto":
             raise ValueError(f"config_overrides and tokenizer apply to presets only, not to checkpoint folder {spec_str}")
@@ -544,13 +547,15 @@ def _to_model(batch, model):
     if "pixel_values" in batch: batch["pixel_values"] = batch["pixel_values"].to(model.dtype)
     return batch
 
-DECODING = {"num_beams": 1, "do_sample": False, "temperature": 1.0, "use_cache": True}
+DECODING = {"num_beams": 1, "do_sample": False, "temperature": 1.0, "use_cache": True,
+            "cache_implementation": None}  # None: the dynamic KV cache; "static": preallocated (compiled decoding on a GPU)
 
 def decoding_kwargs(**decoding) -> dict:
     "`model.generate` options: greedy with the KV cache unless `decoding` (keys of `DECODING`) says otherwise."
     for k in decoding:
         if k not in DECODING: raise ValueError(f"unknown decoding option {k!r}{did_you_mean(k, DECODING)}; valid: {', '.join(DECODING)}")
     opts = {**DECODING, **{k: v for k, v in decoding.items() if v is not None}}
+    if opts["cache_implementation"] is None: opts.pop("cache_implementation")  # generate's own default: dynamic
     if not opts["do_sample"]: opts.pop("temperature")  # meaningless for greedy/beam search, and generate warns about it
     elif not opts["temperature"] > 0: raise ValueError(f"do_sample needs temperature > 0, got {opts['temperature']}")
     return opts
