@@ -5,7 +5,7 @@
 # %% ../nbs/04a_bench.ipynb #c003
 from __future__ import annotations
 
-import gc, re, resource, sys, tempfile, time
+import dataclasses, gc, re, resource, sys, tempfile, time
 from pathlib import Path
 from typing import Callable, Mapping
 
@@ -16,14 +16,14 @@ from PIL import Image
 from tqdm.auto import tqdm
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
-from .models import prepare_inputs
+from .models import _image_lists, generate_batch, prepare_inputs
 from .train import TrainConfig, fit
 
 # %% auto #0
 __all__ = ['SEQ_KEYS', 'PEAK_BF16_FLOPS', 'BENCHES', 'text_vocab_size', 'synthetic_vlm_dataset', 'collate_fixed', 'matmul_params',
            'vision_geometry', 'train_flops', 'train_flops_per_sample', 'device_name', 'peak_flops', 'mfu',
            'reset_peak_memory', 'memory_gb', 'peak_memory_gb', 'bench_fit', 'trainer_args', 'StepTimer',
-           'bench_trainer', 'release_memory', 'compare']
+           'bench_trainer', 'release_memory', 'compare', 'lever_table', 'bench_generate']
 
 # %% ../nbs/04a_bench.ipynb #c006
 SEQ_KEYS = ("input_ids", "attention_mask", "labels", "mm_token_type_ids")  # per-token tensors; the rest are per image
@@ -205,15 +205,17 @@ def _sync(device: torch.device):
 
 def _metrics(trainer: str, model, item, cfg: TrainConfig, samples_per_s: float, tokens_per_s: float, measured_steps: int,
              num_processes: int, mean_loss: float, wall_time_s: float, device: torch.device, n_params: int,
-             start_mem_gb: float) -> dict:
-    flops = train_flops_per_sample(model, item)
+             start_mem_gb: float, loss_history: list | None = None) -> dict:
+    full = all(p.requires_grad for p in model.parameters())  # the analytic count assumes every weight gets a gradient
+    flops = train_flops_per_sample(model, item) if full else float("nan")
     peak = peak_flops(device)
     return {"trainer": trainer, "samples_per_s": samples_per_s, "tokens_per_s": tokens_per_s,
             "s_per_step": cfg.batch_size * cfg.grad_accum * num_processes / samples_per_s,
             "model_tflops_per_s": flops * samples_per_s / 1e12, "mfu": mfu(flops * samples_per_s, peak and peak * num_processes),
             "peak_mem_gb": peak_memory_gb(device), "start_mem_gb": start_mem_gb, "n_params": n_params, "flops_per_sample": flops,
             "measured_steps": measured_steps, "mean_loss": mean_loss, "wall_time_s": wall_time_s,
-            "device": device_name(device), "num_processes": num_processes}
+            "device": device_name(device), "num_processes": num_processes, "batch_size": cfg.batch_size,
+            "grad_accum": cfg.grad_accum, "loss_history": loss_history}
 
 
 def bench_fit(model: torch.nn.Module, dataset, collate_fn: Callable, cfg: TrainConfig | Mapping) -> dict:
@@ -223,7 +225,8 @@ def bench_fit(model: torch.nn.Module, dataset, collate_fn: Callable, cfg: TrainC
     reset_peak_memory(device)
     m = fit(model, dataset, collate_fn, cfg)
     return _metrics("ours", model, dataset[0], cfg, m["samples_per_s"], m["tokens_per_s"], m["steps"] - m["throughput_from_step"],
-                    m["num_processes"], float(np.mean(m["loss_history"])), m["wall_time_s"], device, n_params, start_mem)
+                    m["num_processes"], float(np.mean(m["loss_history"])), m["wall_time_s"], device, n_params, start_mem,
+                    m["loss_history"])
 
 # %% ../nbs/04a_bench.ipynb #c026
 def trainer_args(cfg: TrainConfig, output_dir: str, optim: str = "adamw_torch"):
@@ -276,6 +279,7 @@ BENCHES = {"ours": bench_fit, "hf_trainer": bench_trainer}
 def release_memory() -> None:
     "Free what a finished run left: garbage, the CUDA cache, and accelerate's shared state (not the process group)."
     from accelerate.state import AcceleratorState, GradientState
+    torch._dynamo.reset()  # compiled blocks of the last run hold its modules and their graphs
     gc.collect()
     if torch.cuda.is_available(): torch.cuda.empty_cache()
     AcceleratorState._reset_state()
@@ -295,3 +299,49 @@ def compare(make_model: Callable[[], torch.nn.Module], dataset, collate_fn: Call
             del model
             release_memory()
     return pd.DataFrame(rows).set_index("trainer")
+
+# %% ../nbs/04a_bench.ipynb #b002
+def lever_table(make_model: Callable[[], torch.nn.Module], dataset, collate_fn: Callable, cfg: TrainConfig | Mapping,
+                rows: Mapping[str, Mapping]) -> pd.DataFrame:
+    "One `bench_fit` row per entry of `rows` (name -> `train:` overrides of `cfg`), each on a fresh `make_model()`; a failing row keeps its error."
+    base, out = dataclasses.asdict(_bench_config(cfg)), []
+    for name, over in rows.items():
+        row_cfg = TrainConfig.from_dict({**base, **over})
+        model = None
+        try:
+            model = make_model()
+            res = bench_fit(model, dataset, collate_fn, row_cfg)
+            out.append({"row": name, "changes": _changes(over), **res, "error": None})
+        except Exception as e:  # noqa: BLE001 -- recorded in the table, and the sweep goes on
+            out.append({"row": name, "changes": _changes(over), "batch_size": row_cfg.batch_size, "error": f"{type(e).__name__}: {str(e)[:300]}"})
+        finally:
+            del model
+            release_memory()
+    return pd.DataFrame(out).set_index("row")
+
+
+def _changes(over: Mapping) -> str: return ", ".join(f"{k}={v}" for k, v in over.items()) or "(base)"
+
+# %% ../nbs/04a_bench.ipynb #b006
+def bench_generate(model, processor, images, prompts: list[str], batch_sizes=(1, 32, 128), caches=("dynamic", "static"),
+                   max_new_tokens: int = 16) -> pd.DataFrame:
+    "Greedy decoding of `prompts` per (KV cache, batch size): samples/s, new tokens/s, and the share of answers equal to the first setting's."
+    imgs, device, rows, ref = _image_lists(images, len(prompts)), model.device, [], None
+    for cache in caches:
+        for bs in batch_sizes:
+            opts = {"cache_implementation": None if cache == "dynamic" else cache}
+            batches = [prepare_inputs(processor, imgs[s:s + bs], prompts[s:s + bs]) for s in range(0, len(prompts), bs)]
+            try:
+                generate_batch(model, processor, batches[0], max_new_tokens, **opts)  # warm-up: compilation, allocator
+                _sync(device)
+                t0 = time.perf_counter()
+                ids = [row for b in batches for row in generate_batch(model, processor, b, max_new_tokens, **opts)]
+                _sync(device)
+                dt = time.perf_counter() - t0
+            except Exception as e:  # noqa: BLE001 -- recorded in the table
+                rows.append({"cache": cache, "batch_size": bs, "error": f"{type(e).__name__}: {str(e)[:300]}"})
+                continue
+            ref = ids if ref is None else ref
+            rows.append({"cache": cache, "batch_size": bs, "samples_per_s": len(ids) / dt, "new_tokens_per_s": sum(map(len, ids)) / dt,
+                         "same_as_first": float(np.mean([a == b for a, b in zip(ids, ref)])), "seconds": dt, "error": None})
+    return pd.DataFrame(rows)
