@@ -461,6 +461,11 @@ class HiddenStateLoss(torch.nn.Module):
         causal_lm_parts(model)
         self.model, self.impl, self.chunk = model, impl, chunk
 
+    def state_dict(self, *args, **kwargs):  # checkpoints hold the model's own names, whatever computes the loss
+        return self.model.state_dict(*args, **kwargs)
+
+    def load_state_dict(self, state_dict, *args, **kwargs): return self.model.load_state_dict(state_dict, *args, **kwargs)
+
     def forward(self, labels: torch.Tensor, **batch) -> dict:
         backbone, head = causal_lm_parts(self.model)
         h = backbone(**batch, use_cache=False).last_hidden_state
