@@ -414,9 +414,9 @@ def schema_path() -> Path:
     return p
 
 
-def seed_cli(step: str, flags: Mapping[str, dict], argv=None, description: str | None = None):
-    "(params, args) of a seed-compatible command: each flag in `flags` (name -> argparse kwargs) overrides `<step>.<name>`."
-    ap = argparse.ArgumentParser(prog=f"python -m mmnb.r3.{step}", description=description)
+def seed_cli(step: str, flags: Mapping[str, dict], argv=None, description: str | None = None, module: str | None = None):
+    "(params, args) of a seed-compatible command `python -m mmnb.r3.<module or step>`: each flag in `flags` (name -> argparse kwargs) overrides `<step>.<name>`."
+    ap = argparse.ArgumentParser(prog=f"python -m mmnb.r3.{module or step}", description=description)
     for name, kw in flags.items(): ap.add_argument(f"--{name}", default=None, **kw)
     ap.add_argument("--params", nargs="+", default=None, help="YAML files stacked on the schema (default: params/r3/data.yaml)")
     ap.add_argument("--set", nargs="*", default=[], help="more dotted overrides, key=value")

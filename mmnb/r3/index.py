@@ -20,14 +20,14 @@ from ..data import Sample, load_image, read_jsonl
 from ..launch import launch
 from .data import seed_cli
 from .ocr import this_shard
-from ..retrieval import embed_chunks, merge_shards, shard_range, write_index, write_shard
+from ..retrieval import StaleIndexError, embed_chunks, merge_shards, shard_files, shard_range, write_index, write_shard
 from ..stage import train_stage
 
 # %% auto #0
 __all__ = ['CLIP_MEAN', 'CLIP_STD', 'INDEX_NAMES', 'INDEX_FLAGS', 'folder_fingerprint', 'minilm_path', 'torch_threads',
            'encoder_device', 'TextEncoder', 'clip_tokenizer', 'clip_config', 'clip_pixels', 'ImageEncoder',
            'checkpoint_encoder', 'clip_pairs', 'ClipCollate', 'clip_stage_dir', 'train_clip', 'index_paths', 'text_of',
-           'image_encoder_for', 'build_indices', 'main', 'launch_indices']
+           'image_encoder_for', 'build_indices', 'merge_indices', 'main', 'launch_indices']
 
 # %% ../../nbs/43_r3.index.ipynb #0aad636f
 def folder_fingerprint(path) -> dict:
@@ -201,7 +201,7 @@ def build_indices(p) -> dict:
     "Embed this process's rows for every index of `p.index` and write the index (one shard) or its shard; returns a summary."
     i = p.index
     jsonl, root, out = index_paths(p)
-    if i.merge_shards: return {n: merge_shards(out, n, int(i.merge_shards), source=jsonl) for n in _check_names(i.indices)}
+    if i.merge_shards: return merge_indices(p, out)
     with torch_threads(i.threads): return _build(p, jsonl, root, out)
 
 
@@ -219,7 +219,7 @@ def _build(p, jsonl, root, out) -> dict:
         else:
             enc = image_encoder_for(p, jsonl, root)
             fn = lambda batch, enc=enc: enc([load_image(root, s.image) for s in batch])
-        meta = {"encoder": enc.info, "jsonl_sha256": sha, "text_field": i.text_field if name == "text" else None}
+        meta = {"encoder": enc.info, "jsonl": str(jsonl), "jsonl_sha256": sha, "text_field": i.text_field if name == "text" else None}
         vecs = embed_chunks(fn, samples, out/"parts"/name, {**meta, "index": name}, r.start, r.stop, int(i.batch_size))
         ids = [s.id for s in samples[r.start:r.stop]]
         if n_shards == 1:
@@ -229,7 +229,22 @@ def _build(p, jsonl, root, out) -> dict:
             result[name] = {"shard": shard, "num_shards": n_shards, "rows": [r.start, r.stop]}
     return result
 
-# %% ../../nbs/43_r3.index.ipynb #96706a2a
+# %% ../../nbs/43_r3.index.ipynb #908b9396
+def merge_indices(p, out) -> dict:
+    "Each index of `p.index.indices` from its `merge_shards` shards in `out`, checked against the JSONL they were embedded from."
+    n, res = int(p.index.merge_shards), {}
+    for name in _check_names(p.index.indices):
+        first = shard_files(out, name, 0, n)["ids"]
+        if not first.is_file(): return {name: merge_shards(out, name, n)}  # raises, naming the missing shard
+        meta = load_json(first)["meta"]
+        src = Path(p.index.jsonl or meta["jsonl"])
+        if file_sha256(src) != meta["jsonl_sha256"]:
+            raise StaleIndexError(f"the {name} shards in {out} were embedded from {meta['jsonl']} (sha256 {meta['jsonl_sha256'][:12]}), "
+                                  f"{src} has changed since; rebuild the shards")
+        res[name] = merge_shards(out, name, n, source=src)
+    return res
+
+# %% ../../nbs/43_r3.index.ipynb #a13eefe7
 INDEX_FLAGS = {"jsonl": {}, "image_root": {}, "out_dir": {}, "text_field": {"help": "ocr | question"}, "num_shards": {"type": int},
                "batch_size": {"type": int}, "merge_shards": {"type": int}, "shard_id": {"type": int},
                "indices": {"nargs": "+", "help": "text image"}, "text_encoder": {}, "image_encoder": {"help": "a CLIP checkpoint folder"},
@@ -244,11 +259,11 @@ def main(argv=None) -> dict:
     print("index: " + ", ".join(f"{n}: {x.get('count', x)}" for n, x in r.items()))
     return r
 
-# %% ../../nbs/43_r3.index.ipynb #42192f10
+# %% ../../nbs/43_r3.index.ipynb #1ae1e015
 # IPython (Jupyter, nbdev_test, papermill) runs this cell as __main__ too; only `python -m mmnb.r3.index` should run.
 if __name__ == "__main__" and not getattr(builtins, "__IPYTHON__", False): main()
 
-# %% ../../nbs/43_r3.index.ipynb #30ab8f02
+# %% ../../nbs/43_r3.index.ipynb #8d2788d3
 def launch_indices(p, params_file) -> dict:
     "Build `p`'s indices: in this process with one shard, else `python -m mmnb.r3.index` under torchrun (`params_file` holds `p`), then the merge."
     n = int(p.index.num_shards)
