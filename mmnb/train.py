@@ -13,6 +13,7 @@ from typing import Callable, Iterable, Mapping
 
 import torch
 from accelerate import Accelerator, PartialState
+from accelerate.state import AcceleratorState, GradientState
 from accelerate.utils import DeepSpeedPlugin, FullyShardedDataParallelPlugin, GradientAccumulationPlugin
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, Sampler
@@ -491,8 +492,9 @@ def compile_blocks(model: torch.nn.Module, mode: str = "default") -> int:
     return n
 
 
-def prepare_levers(model: torch.nn.Module, cfg: TrainConfig) -> tuple[torch.nn.Module, MasterWeights | None]:
-    "Apply `cfg`'s levers to `model` in place; return the module whose forward gives the loss, and the master weights (or None)."
+def prepare_levers(model: torch.nn.Module, cfg: TrainConfig, device: torch.device | None = None) -> tuple[torch.nn.Module, MasterWeights | None]:
+    """Apply `cfg`'s levers to `model` in place; return the module whose forward gives the loss, and the master weights (or None).
+    With master weights the model moves to `device` first, so that the masters are made where the gradients will be."""
     no_kv_cache(model)
     if cfg.grad_checkpointing:
         if not hasattr(model, "gradient_checkpointing_enable"):
@@ -501,7 +503,9 @@ def prepare_levers(model: torch.nn.Module, cfg: TrainConfig) -> tuple[torch.nn.M
     master = None
     if cfg.param_dtype == "bf16":
         cast_params_(model, torch.bfloat16)
-        if cfg.master_weights == "fp32": master = MasterWeights({n: p for n, p in model.named_parameters() if p.requires_grad})
+        if cfg.master_weights == "fp32":
+            if device is not None: model.to(device)
+            master = MasterWeights({n: p for n, p in model.named_parameters() if p.requires_grad})
     if cfg.compile == "layers": compile_blocks(model, cfg.compile_mode)
     step_module = model if cfg.loss_impl == "model" else HiddenStateLoss(model, cfg.loss_impl)
     if cfg.compile == "model": step_module.compile(mode=None if cfg.compile_mode == "default" else cfg.compile_mode)
@@ -627,8 +631,12 @@ def fit(model: torch.nn.Module,             # forward(**batch) returns an object
     "Train `model` in place with AdamW as `cfg` says; return loss/LR history, evals, checkpoints and throughput."
     if not isinstance(cfg, TrainConfig): cfg = TrainConfig.from_dict(cfg)
     writes = cfg.save_every is not None or cfg.resume_from is not None
-    with output_lock(cfg.output_dir) if writes and process_state().is_main_process else nullcontext():
-        return _fit(model, train_dataset, collate_fn, cfg, eval_fn, trainable)
+    try:
+        with output_lock(cfg.output_dir) if writes and process_state().is_main_process else nullcontext():
+            return _fit(model, train_dataset, collate_fn, cfg, eval_fn, trainable)
+    finally:  # accelerate keeps one process-wide state: the next fit in this process may use another precision
+        AcceleratorState._reset_state()
+        GradientState._reset_state()
 
 
 def _fit(model, train_dataset, collate_fn, cfg: TrainConfig, eval_fn, trainable) -> dict:
@@ -646,7 +654,7 @@ def _fit(model, train_dataset, collate_fn, cfg: TrainConfig, eval_fn, trainable)
     run = {"params": {n: list(p.shape) for n, p in model.named_parameters()},
            "trainable": select_trainable(model, trainable),
            "num_processes": accelerator.num_processes, "config": dataclasses.asdict(cfg)}
-    step_module, master = prepare_levers(model, cfg)
+    step_module, master = prepare_levers(model, cfg, accelerator.device)
 
     sampler, generator = EpochSampler(len(train_dataset), cfg.seed), torch.Generator()
     loader = DataLoader(train_dataset, batch_size=cfg.batch_size, sampler=sampler, collate_fn=_Counted(collate_fn),
