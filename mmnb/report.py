@@ -148,9 +148,9 @@ def papermill_overhead(nb: dict) -> float | None:
 
 
 def job_summary(runs_dir: str | Path, job: str, headlines: Mapping[str, Mapping]) -> pd.DataFrame:
-    "One row per run of `job` (latest records): pipeline, stage, status, duration, papermill overhead, headline metric and meaning."
+    "One row per run of `job` named in `headlines` (latest records): pipeline, stage, status, duration, overhead, headline and meaning."
     df = collect(runs_dir, latest=True)
-    df = df[df["job"] == job]
+    df = df[(df["job"] == job) & df["name"].isin(list(headlines))]
     rows = []
     for _, r in df.iterrows():
         nb = read_notebook(r["path"])
