@@ -12,15 +12,15 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ..core import Params, save_json, seed_everything
 from ..metrics import bleu, exact_match, rouge_l
+from ..models import load_weights
 from ..stage import sharded_map
 from ..train import process_state, write_metrics
 from .features import get_vae, items_for
 from .model import Collate3D, build_shape_vlm, load_projector
-from .train import output_dir, run_train, seed_params
+from .train import output_dir, seed_params
 
 # %% auto #0
 __all__ = ['CONDITIONS', 'PAYLOAD', 'shuffled_items', 'condition_items', 'score_row', 'caption_match', 'chance', 'summarize',
@@ -51,8 +51,8 @@ def condition_items(items: list[dict], condition: str, seed: int = 0) -> list[di
 # %% ../../nbs/55_vl3d.eval.ipynb #c009
 def score_row(item: dict, pred: str) -> dict:
     "One scored prediction: exact match for every type; BLEU and ROUGE-L for captions."
-    row = {"id": item["id"], "qtype": item["qtype"], "question": item["question"], "answer": item["answer"],
-           "prediction": pred, "em": exact_match(pred, item["answers"])}
+    row = {"id": item["id"], "qtype": item["qtype"], "shape": item["shape"], "shape_given": item.get("shape_given", item["shape"]),
+           "question": item["question"], "answer": item["answer"], "prediction": pred, "em": exact_match(pred, item["answers"])}
     if item["qtype"] == "caption": row.update(bleu=bleu(pred, item["answers"]), rouge_l=rouge_l(pred, item["answers"]))
     return row
 
@@ -97,18 +97,23 @@ def load_aligned(p: Params, vae, ckpt):
     out = output_dir(p, ckpt)
     adapter = out / "lora_final" if p.model.lora.enabled else None
     model, processor = build_shape_vlm(p, vae.config, vae if p.features.mode == "B" else None, adapter)
+    if p.align.train_lm: load_weights(model.vlm, out / "vlm_final.safetensors")
     return load_projector(model, out / "projector_final.safetensors").eval(), processor
 
 
 def predict(model, processor, items: list[dict], p: Params, vae_config) -> list[str]:
-    "Greedy answers to `items` (any condition), in item order."
+    "Greedy answers to `items` (any condition), in item order; captions are batched last, so short answers stop early."
+    order = sorted(range(len(items)), key=lambda i: items[i]["qtype"] == "caption")
     col = Collate3D(processor, vae_config, p.align.prompt, p.align.max_3d_tokens, with_answers=False)
     dev = model.vlm.device
 
     def answer(batch_items):
         batch = {k: v.to(dev) for k, v in col(batch_items).items()}
         return processor.tokenizer.batch_decode(model.answer_ids(processor, batch, p.eval.max_new_tokens), skip_special_tokens=True)
-    return sharded_map(answer, items, batch_size=p.eval.batch_size, desc="answer")
+    got = sharded_map(answer, [items[i] for i in order], batch_size=p.eval.batch_size, desc="answer")
+    out = [None] * len(items)
+    for i, a in zip(order, got): out[i] = a
+    return out
 
 
 def run_eval(p: Params) -> dict:

@@ -18,7 +18,7 @@ from ..data import Sample
 from ..stage import sharded_map
 from ..train import process_state
 from .shapes import load_sdf, load_split3d, make_twin
-from .vqvae import VQVAEConfig, load_vqvae, recon_metrics, sparse_latent, train_vqvae
+from .vqvae import VQVAEConfig, load_vqvae, sparse_latent, train_vqvae
 
 # %% auto #0
 __all__ = ['data_root', 'load_samples', 'shape_list', 'load_grids', 'vae_dir', 'get_vae', 'features_dir', 'shard_done',

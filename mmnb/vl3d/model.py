@@ -13,16 +13,16 @@ import torch
 from safetensors import safe_open
 from torch import nn
 
-from ..core import Params
+from ..core import Params, ParamsError
 from ..data import DataError
-from ..embeds import EXTRA_TOKEN, add_extra_token, placeholder_text
+from ..embeds import add_extra_token, placeholder_text
 from ..models import decoding_kwargs, end_token, load_adapter, load_weights, prepare_inputs, save_weights, vision_token_ids
 from ..stage import build_model, param_counts, with_lora
 from .vqvae import SparseSDFVQVAE, VQVAEConfig, sparse_latent, surface_mask
 
 # %% auto #0
 __all__ = ['pos_encoding_3d', 'Projector', 'check_tokens', 'shape_prompt', 'n_tokens', 'pad_tokens', 'token_stats', 'Collate3D',
-           'place_tokens', 'ShapeVLM', 'zero_token_row', 'build_shape_vlm', 'is_trainable', 'set_trainable',
+           'place_tokens', 'ShapeVLM', 'zero_token_row', 'build_shape_vlm', 'trainable_filter', 'set_trainable',
            'save_projector', 'load_projector']
 
 # %% ../../nbs/53_vl3d.model.ipynb #c006
@@ -209,19 +209,23 @@ def build_shape_vlm(p: Params, vae_config: VQVAEConfig, vae: SparseSDFVQVAE | No
     a = p.align
     proj = Projector(vae_config.latent_dim, vlm.get_input_embeddings().embedding_dim, a.projector_layers, a.use_3d_pos,
                      vae_config.latent_res, a.pos_freqs)
+    if a.train_lm and p.model.lora.enabled:
+        raise ParamsError("align.train_lm: true trains every VLM weight; model.lora.enabled: true would add adapters to "
+                          "weights that train anyway: choose one")
     model = ShapeVLM(vlm, proj.to(vlm.device), tid, None if vae is None else vae.to(vlm.device), a.max_3d_tokens)
-    set_trainable(model)
+    set_trainable(model, a.train_lm)
     return model, processor
 
 
-def is_trainable(name: str) -> bool:
-    "Whether parameter `name` of a `ShapeVLM` trains: the projector and LoRA adapters."
-    return name.startswith("projector.") or "lora_" in name
+def trainable_filter(train_lm: bool = False):
+    "The predicate on `ShapeVLM` parameter names that train: the projector and LoRA adapters (+ the whole VLM when `train_lm`)."
+    return lambda name: name.startswith("projector.") or "lora_" in name or (train_lm and name.startswith("vlm."))
 
 
-def set_trainable(model: ShapeVLM) -> dict:
-    "Freeze all but the projector and LoRA; the parameter counts (total, trainable)."
-    for n, t in model.named_parameters(): t.requires_grad_(is_trainable(n))
+def set_trainable(model: ShapeVLM, train_lm: bool = False) -> dict:
+    "Freeze all but the projector and LoRA (and the VLM when `train_lm`; the VAE always); the parameter counts."
+    keep = trainable_filter(train_lm)
+    for n, t in model.named_parameters(): t.requires_grad_(keep(n))
     return param_counts(model)
 
 # %% ../../nbs/53_vl3d.model.ipynb #c028

@@ -13,15 +13,15 @@ import sys
 from pathlib import Path
 
 from ..core import Params, ParamsError, config_hash, file_sha256, load_params, parse_sets, save_json, seed_everything
-from ..models import save_adapter
+from ..models import save_adapter, save_weights
 from ..stage import train_stage
 from ..train import process_state, write_metrics
 from .features import data_root, get_vae, items_for
-from .model import Collate3D, build_shape_vlm, is_trainable, n_tokens, save_projector, set_trainable, token_stats
+from .model import Collate3D, build_shape_vlm, n_tokens, save_projector, set_trainable, token_stats, trainable_filter
 
 # %% auto #0
 __all__ = ['SEED_FLAGS', 'schema_path', 'seed_parser', 'seed_params', 'align_dir', 'output_dir', 'steps_per_epoch', 'epoch_saver',
-           'run_train', 'main']
+           'what_trains', 'run_train', 'main']
 
 # %% ../../nbs/54_vl3d.train.ipynb #c006
 SEED_FLAGS = {  # flag: (params key, type; bool = a switch that sets True)
@@ -98,26 +98,32 @@ def epoch_saver(out: Path, spe: int):
     return save
 
 
+def what_trains(p: Params) -> str:
+    "A label of the trained parts: projector only, projector + LoRA, or projector + VLM."
+    return "projector + VLM" if p.align.train_lm else "projector + LoRA" if p.model.lora.enabled else "projector only"
+
+
 def run_train(p: Params, argv: list[str] | None = None) -> dict:
     "Train the projector (+ LoRA) as `p` says; write the seed's outputs; returns the stage metrics."
     seed_everything(p.seed)
     vae, cfg_path, ckpt, _ = get_vae(p)
     items = items_for(p, p.data.train_split, vae, cfg_path, ckpt)
     model, processor = build_shape_vlm(p, vae.config, vae if p.features.mode == "B" else None)
-    counts = set_trainable(model)
+    counts = set_trainable(model, p.align.train_lm)
     print(f"trainable parameters: {counts['n_trainable']:,} of {counts['n_params']:,} "
-          f"({'projector + LoRA' if p.model.lora.enabled else 'projector only'})", flush=True)
+          f"({what_trains(p)})", flush=True)
     stats = token_stats([n_tokens(i, vae.config, 10 ** 9) for i in items], p.align.max_3d_tokens)
     out = output_dir(p, ckpt)
     spe = steps_per_epoch(len(items), p.train, process_state().num_processes)
     cfg = {**p.train, "eval_every": spe} if p.train.max_steps is None else dict(p.train)
-    info = dict(n_train=len(items), mode=p.features.mode, lora=bool(p.model.lora.enabled), tokens=stats,
+    info = dict(n_train=len(items), mode=p.features.mode, lora=bool(p.model.lora.enabled), trains=what_trains(p), tokens=stats,
                 vae_config=str(cfg_path), vae_ckpt=str(ckpt), output_dir=str(out), **counts)
     model, metrics = train_stage(align_dir(p, ckpt), model, items, Collate3D(processor, vae.config, p.align.prompt, p.align.max_3d_tokens),
-                                 cfg, seed=p.seed, trainable=is_trainable, eval_fn=epoch_saver(out, spe), info=info)
+                                 cfg, seed=p.seed, trainable=trainable_filter(p.align.train_lm), eval_fn=epoch_saver(out, spe), info=info)
     if process_state().is_main_process:
         save_projector(model, out / "projector_final.safetensors")
         if p.model.lora.enabled: save_adapter(model.vlm, out / "lora_final")
+        if p.align.train_lm: save_weights(model.vlm, out / "vlm_final.safetensors")
         save_json(out / "train_args.json", {"params": p.to_dict(), "argv": argv, **info})
     process_state().wait_for_everyone()
     return metrics

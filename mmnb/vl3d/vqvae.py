@@ -128,19 +128,18 @@ class SparseSDFVQVAE(nn.Module):
         super().__init__()
         c = config if isinstance(config, VQVAEConfig) else VQVAEConfig.from_dict(config or {})
         self.config, ch = c, list(c.channels)
-        self.encoder = nn.Sequential(nn.Conv3d(1, ch[0], 3, 1, 1), nn.GELU(),
-                                     *[_stage(a, b, True) for a, b in zip([ch[0]] + ch[:-1], ch)],
-                                     nn.Conv3d(ch[-1], c.latent_dim, 1))
+        self.encoder = nn.Sequential(*[_stage(a, b, True) for a, b in zip([1] + ch[:-1], ch)],
+                                     nn.Conv3d(ch[-1], ch[-1], 3, 1, 1), nn.GELU(), nn.Conv3d(ch[-1], c.latent_dim, 1))
         self.quantizer = VectorQuantizer(c.codebook_size, c.latent_dim, c.ema_decay, c.dead_threshold, c.kmeans_iters)
         rev = ch[::-1]
         self.decoder = nn.Sequential(nn.Conv3d(c.latent_dim, rev[0], 3, 1, 1), nn.GELU(),
-                                     *[_stage(a, b, False) for a, b in zip(rev, rev[1:] + [ch[0]])],
-                                     nn.Conv3d(ch[0], 1, 3, 1, 1))
+                                     *[_stage(a, b, False) for a, b in zip(rev, rev[1:])],
+                                     nn.ConvTranspose3d(ch[0], 1, 4, 2, 1))
 
     def scaled(self, sdf: torch.Tensor) -> torch.Tensor:
         "The network's input/target: `clamp(sdf, ±trunc) / trunc` with a channel axis (B×1×R×R×R)."
         t = self.config.trunc
-        return (sdf.clamp(-t, t) / t)[:, None].to(self.encoder[0].weight.dtype)
+        return (sdf.clamp(-t, t) / t)[:, None].to(self.decoder[0].weight.dtype)
 
     def quantized(self, sdf: torch.Tensor):
         "(quantised latent grid B×D×L×L×L, code indices B×L×L×L, commitment loss) of SDF grids B×R×R×R."
