@@ -81,11 +81,15 @@ def load_vit(folder, device: str = "auto", dtype: str = "fp32") -> InternVLVisio
 def main(argv=None) -> Path:
     "`python -m mmnb.vitp.extract_vit CHECKPOINT OUTPUT`."
     ap = argparse.ArgumentParser(prog="python -m mmnb.vitp.extract_vit", description="extract the ViT of an InternVL checkpoint")
-    ap.add_argument("checkpoint", help="checkpoint folder (config.json + safetensors) or one safetensors file in it")
-    ap.add_argument("output", help="output folder (config.json + model.safetensors of the vision model)")
+    ap.add_argument("checkpoint", nargs="?", help="checkpoint folder (config.json + safetensors) or one safetensors file in it")
+    ap.add_argument("output", nargs="?", help="output folder (config.json + model.safetensors of the vision model)")
+    ap.add_argument("--checkpoint", dest="checkpoint_flag", help="the same as CHECKPOINT (the seed guide's spelling)")
+    ap.add_argument("--output", dest="output_flag", help="the same as OUTPUT")
     a = ap.parse_args(argv)
-    out = extract_vit(a.checkpoint, a.output)
-    print(f"vision encoder of {a.checkpoint} -> {out}")
+    ckpt, output = a.checkpoint or a.checkpoint_flag, a.output or a.output_flag
+    if not ckpt or not output: ap.error("give CHECKPOINT and OUTPUT (positional, or --checkpoint and --output)")
+    out = extract_vit(ckpt, output)
+    print(f"vision encoder of {ckpt} -> {out}")
     return out
 
 # %% ../../nbs/64_vitp.extract_vit.ipynb #fc2bee25
