@@ -17,7 +17,8 @@ from ..retrieval import faiss_module, flat_ip_index, normalized
 
 # %% auto #0
 __all__ = ['METRICS', 'gallery_index', 'search', 'topk_accuracy', 'scores', 'average_precisions', 'per_class_recall',
-           'seed_qe_loop', 'query_expansion', 'rank_l2', 'fit_whitening', 'whiten', 'evaluate', 'load_features', 'main']
+           'seed_qe_loop', 'query_expansion', 'rank_l2', 'fit_whitening', 'whiten', 'evaluate', 'result_rows',
+           'load_features', 'main']
 
 # %% ../../nbs/66_vitp.evaluate_retrieval.ipynb #d0786c83
 METRICS = ("l2", "ip")
@@ -145,7 +146,13 @@ def evaluate(queries, query_labels, gallery, gallery_labels, top_k=(1, 3, 5), me
             out[f"{name}{tag}"] = _report(rank_l2(xq, g, kmax, index=gallery_index(g, "l2")), ql, gl, average_precisions(xq, ql, g, gl, "l2"), top_k)
     return out
 
-# %% ../../nbs/66_vitp.evaluate_retrieval.ipynb #8ff82cdb
+# %% ../../nbs/66_vitp.evaluate_retrieval.ipynb #7f464cca
+def result_rows(res: dict[str, dict], **tags) -> list[dict]:
+    "Rows of a results table from `evaluate`'s output: `tags` (e.g. variant, layer), post-processing, scores, per-class Top-1."
+    return [{**tags, "post": post, **{k: v for k, v in m.items() if k != "per_class_top1"},
+             **{f"top1[{c}]": x for c, x in m["per_class_top1"].items()}} for post, m in res.items()]
+
+# %% ../../nbs/66_vitp.evaluate_retrieval.ipynb #a5865154
 def load_features(path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     "(features, labels, image_paths) of a features `.npz`; labels from the file or, as the seed, the image's folder name."
     z = np.load(path, allow_pickle=False)
@@ -175,5 +182,5 @@ def main(argv=None) -> dict:
     if a.output: save_json(a.output, res)
     return res
 
-# %% ../../nbs/66_vitp.evaluate_retrieval.ipynb #21959b81
+# %% ../../nbs/66_vitp.evaluate_retrieval.ipynb #407e4373
 if __name__ == "__main__" and not getattr(builtins, "__IPYTHON__", False): main()
