@@ -21,10 +21,10 @@ from .core import ParamsError, atomic_path, atomic_write, config_hash, did_you_m
 
 # %% auto #0
 __all__ = ['SHAPE_COLOURS', 'SHAPE_KINDS', 'SHAPE_QTYPES', 'SHAPES_VERSION', 'SHAPES_DEFAULTS', 'DataError', 'Sample',
-           'iter_jsonl', 'read_jsonl', 'write_jsonl', 'safe_path', 'load_image', 'sample_images', 'work_dir',
-           'data_param', 'data_seed', 'DatasetSpec', 'register_dataset', 'dataset_names', 'dataset_spec', 'load_split',
-           'image_root', 'render_shapes', 'dejavu_sans_path', 'dejavu_font', 'shapes_scene', 'shapes_config',
-           'make_shapes', 'shapes_root', 'load_shapes']
+           'iter_jsonl', 'read_jsonl', 'write_jsonl', 'safe_path', 'image_hash', 'load_image', 'sample_images',
+           'work_dir', 'data_param', 'data_seed', 'DatasetSpec', 'register_dataset', 'dataset_names', 'dataset_spec',
+           'load_split', 'image_root', 'render_shapes', 'dejavu_sans_path', 'dejavu_font', 'shapes_scene',
+           'shapes_config', 'make_shapes', 'shapes_root', 'load_shapes']
 
 # %% ../nbs/01_data.ipynb #c006
 class DataError(ValueError):
@@ -139,6 +139,13 @@ def safe_path(root, rel) -> Path:
     p = (base/rel).resolve()
     if not p.is_relative_to(base): raise DataError(f"image path {str(rel)!r} escapes root {root} (resolves to {p})")
     return p
+
+
+def image_hash(root, rel: str) -> str:
+    "SHA-256 of the decoded RGB pixels (and size) of the image at `rel` under `root`."
+    im = load_image(root, rel)
+    return hashlib.sha256(f"{im.width}x{im.height}:".encode() + im.tobytes()).hexdigest()
+
 
 # %% ../nbs/01_data.ipynb #c019
 def load_image(root, rel) -> Image.Image:

@@ -16,12 +16,11 @@ from PIL import Image
 
 from ..core import atomic_write, save_json
 from ..corruption import degrade, level_params
-from ..data import Sample, load_image, read_jsonl
+from ..data import Sample, image_hash, load_image, read_jsonl
 from .data import seed_cli
 from .index import TextEncoder, image_encoder_for, index_paths, text_of, torch_threads
 from .ocr import make_engine
 from ..retrieval import StaleIndexError, read_index, recall_at_ks, search
-from ..vovnet.data import image_hash
 
 # %% auto #0
 __all__ = ['RELATIONS', 'NO_CHANGE', 'AUDIT_FLAGS', 'dhash', 'hamming', 'fingerprints', 'hash_distances', 'relation',

@@ -21,7 +21,7 @@ from PIL import Image, ImageDraw, ImageFilter
 from tqdm.auto import tqdm
 
 from ..core import ParamsError, atomic_path, config_hash, did_you_mean, file_sha256, load_json, require, save_json
-from ..data import (SHAPE_COLOURS, SHAPE_KINDS, DataError, Sample, data_seed, dataset_names, dejavu_font, load_image,
+from ..data import (SHAPE_COLOURS, SHAPE_KINDS, DataError, Sample, data_seed, dataset_names, dejavu_font, image_hash,
                        read_jsonl, register_dataset, render_shapes, safe_path, work_dir, write_jsonl)
 from ..metrics import normalize_vqa
 
@@ -31,7 +31,7 @@ __all__ = ['MMMU_SUBJECTS', 'VOV_DATA_VERSION', 'HF_DEFAULTS', 'CONVERTERS', 'NE
            'vov_param', 'vov_source', 'hf_configs', 'hf_split_for', 'parquet_files', 'convert_rows', 'hf_rows',
            'hf_root', 'load_hf', 'render_sign', 'twin_scene', 'render_twin', 'find_sign', 'read_digit', 'twin_fact',
            'mmbench_twin_row', 'mmmu_twin_row', 'textvqa_twin_row', 'twin_config', 'make_twin', 'vov_root', 'load_vov',
-           'dataset_list', 'LeakageError', 'image_hash', 'leakage_report', 'check_no_leakage']
+           'dataset_list', 'LeakageError', 'leakage_report', 'check_no_leakage']
 
 # %% ../../nbs/20_vovnet.data.ipynb #c006
 _METRIC_MC, _METRIC_OPEN, _METRIC_TEXTVQA = "mc_accuracy", "vqa_score:symmetric", "textvqa"
@@ -468,11 +468,6 @@ def dataset_list(spec: str | Sequence[str]) -> list[str]:
 # %% ../../nbs/20_vovnet.data.ipynb #c069
 class LeakageError(DataError):
     "Training and evaluation data share samples or pictures."
-
-def image_hash(root, rel: str) -> str:
-    "SHA-256 of the decoded RGB pixels (and size) of the image at `rel` under `root`."
-    im = load_image(root, rel)
-    return hashlib.sha256(f"{im.width}x{im.height}:".encode() + im.tobytes()).hexdigest()
 
 def _hashes(samples: Sequence[Sample], root, desc: str) -> dict[str, list[tuple[str, str]]]:
     "content hash -> [(sample id, image path)] over every image of `samples`."
