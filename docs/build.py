@@ -280,8 +280,10 @@ def _parents(key: str) -> list[str]:
 
 # ---- records gallery
 
-UNSHOWN_MIMES = ("application/vnd.mmnb.record+json",          # mmnb.core.record's payload: its text/plain says the same
-                 "application/vnd.jupyter.widget-view+json")  # records keep no widget state: the text/plain shows instead
+def _unshown_mimes() -> tuple[str, ...]:
+    from mmnb.core import RECORD_MIME
+    return (RECORD_MIME,                                   # mmnb.core.record's payload: its text/plain says the same
+            "application/vnd.jupyter.widget-view+json")    # records keep no widget state: the text/plain shows instead
 
 
 def _without(nb: dict, mimes) -> dict:
@@ -292,33 +294,43 @@ def _without(nb: dict, mimes) -> dict:
     return nb
 
 
+def _with_heading(nb: dict, heading: str) -> dict:
+    "`nb` whose first cell is the markdown `heading` (replacing a leading `# title` cell)."
+    cells = nb["cells"]
+    titled = cells and cells[0]["cell_type"] == "markdown" and "".join(cells[0]["source"]).startswith("# ")
+    first = {**cells[0], "source": heading + "".join(cells[0]["source"]).partition("\n")[2]} if titled else nbformat.v4.new_markdown_cell(heading)
+    return {**nb, "cells": [first] + cells[1:] if titled else [first] + cells}
+
+
+def _recorded(row: dict, n: int = 8) -> str:
+    "The first `n` scalar values a record holds, as `key=value`, then how many more."
+    keys = [k for k, v in row.items() if k not in ("job", "name", "path", "status", "duration_s", "started")
+            and not k.startswith("param.") and v is not None and not (isinstance(v, float) and v != v)]
+    fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else (str(v) if isinstance(v, (int, str, bool)) else "[…]")
+    shown = ", ".join(f"{k}={fmt(row[k])}" for k in keys[:n])
+    return shown + (f", … ({len(keys) - n} more)" if len(keys) > n else "")
+
+
 def records_gallery(src: Path) -> list[str]:
-    "Copy every record under runs/ into `src/records/`; write the gallery index; return the toctree entries."
+    "Copy every record under runs/ into `src/records/` and write the gallery index; returns the pages' names."
     from mmnb.core import collect
-    runs = ROOT / "runs"
-    df = collect(runs)
+    runs, mimes = ROOT / "runs", _unshown_mimes()
     rows, entries = [], []
-    for r in df.itertuples():
-        rel = Path(r.path).resolve().relative_to(runs)
-        nb = json.loads(Path(r.path).read_text(encoding="utf-8"))
+    for row in collect(runs).to_dict("records"):
+        rel = Path(row["path"]).resolve().relative_to(runs)
+        nb = json.loads(Path(row["path"]).read_text(encoding="utf-8"))
         title = _title(nb["cells"], str(rel))
-        nb["cells"] = [{**nb["cells"][0], "source": f"# {r.job}/{r.name}: {title}"}] + nb["cells"][1:] \
-            if nb["cells"] and nb["cells"][0]["cell_type"] == "markdown" and "".join(nb["cells"][0]["source"]).startswith("# ") \
-            else [nbformat.v4.new_markdown_cell(f"# {r.job}/{r.name}: {title}")] + nb["cells"]
-        _save_nb(_without(nb, UNSHOWN_MIMES), src / "records" / rel)
-        entries.append(rel.with_suffix("").as_posix())
-        shown = [c for c in df.columns if c not in ("job", "name", "path", "status", "duration_s", "started")
-                 and not str(c).startswith("param.") and str(getattr(r, c, "")) not in ("", "nan", "None")]
-        dur = f"{r.duration_s:.0f} s" if r.duration_s == r.duration_s else ""
-        rows.append(f"| [{_cell(r.job)}/{_cell(r.name)}]({rel.with_suffix('').as_posix()}) | {_cell(rel.stem)} | {_cell(r.status)} "
-                    f"| {dur} | {_cell(title)} | {_cell(', '.join(map(str, shown[:12])) + (' …' if len(shown) > 12 else ''))} |")
-    readmes = sorted(runs.glob("*/README.md"))
-    notes = "".join(f"- `runs/{p.parent.name}/`: {_cell(_first_line(p))}\n" for p in readmes)
-    index = ("# Records gallery\n\nEvery executed notebook under `runs/`, rendered with its outputs and plots as it ran "
-             "(nothing is re-executed to build this site). Numbers from tiny models or synthetic data are labelled as "
-             "such in each record.\n\n| record | stamp | status | time | what it is | values it recorded |\n"
-             "|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n\n## Notes kept with the runs\n\n" + notes + "\n"
-             + _toctree(entries, hidden=True))
+        _save_nb(_without(_with_heading(nb, f"# {row['job']}/{row['name']} · {rel.stem}: {title}\n"), mimes), src / "records" / rel)
+        page = rel.with_suffix("").as_posix()
+        entries.append(page)
+        dur = f"{row['duration_s']:.0f} s" if isinstance(row["duration_s"], (int, float)) and row["duration_s"] == row["duration_s"] else ""
+        rows.append(f"| [{_cell(row['job'])}/{_cell(row['name'])}]({page}) | {_cell(rel.stem)} | {_cell(row['status'])} | {dur} "
+                    f"| {_cell(title)} | {_cell(_recorded(row))} |")
+    notes = "".join(f"- `runs/{p.parent.name}/`: {_cell(_first_line(p))}\n" for p in sorted(runs.glob("*/README.md")))
+    index = ("# Records gallery\n\nEvery executed notebook under `runs/`, rendered with the outputs and plots it had when it "
+             "ran (nothing is executed to build this site). Each record's own cells say which model and data it used.\n\n"
+             "| record | stamp | status | time | what it is | what it recorded |\n|---|---|---|---|---|---|\n" + "\n".join(rows)
+             + "\n\n## Notes kept with the runs\n\n" + notes + "\n" + _toctree(entries, hidden=True))
     (src / "records" / "index.md").write_text(index, encoding="utf-8")
     return entries
 

@@ -89,7 +89,8 @@ class RunsExplorer:
         names = [(f"{r.job}/{r.name} · {Path(r.path).stem}", r.path) for r in self.df.itertuples()]
         self.a = W.Dropdown(options=names, description="run a", layout={"width": "48%"})
         self.b = W.Dropdown(options=names, description="run b", layout={"width": "48%"})
-        self.diff, self.plot, self.image = W.HTML(), W.Dropdown(description="plot", layout={"width": "60%"}), W.Image(format="png")
+        self.diff, self.plot = W.HTML(), W.Dropdown(description="plot", layout={"width": "60%"})
+        self.image = W.Image(format="png", layout={"max_width": "720px"})
         for w in (self.a, self.b): w.observe(self._diff, names="value")
         self.browser.run.observe(self._plots, names="value")
         self.plot.observe(self._image, names="value")
@@ -155,7 +156,7 @@ class VovnetExplorer:
         if not sweeps: raise ValueError("no results.csv holds VoVNet at two or more λ: nothing to slide over")
         self.run = W.Dropdown(options=[("/".join(Path(s).parts[-4:-2]), s) for s in sweeps], description="run")
         self.dataset, self.lam = W.Dropdown(description="dataset"), W.SelectionSlider(options=[0.0], description="λ")
-        self.table, self.image = W.HTML(), W.Image(format="png")
+        self.table, self.image = W.HTML(), W.Image(format="png", layout={"width": "400px"})
         self.run.observe(self._datasets, names="value")
         self.dataset.observe(self._lambdas, names="value")
         self.lam.observe(self._show, names="value")
@@ -210,7 +211,7 @@ class CodecExplorer:
         self.length = W.IntSlider(value=min(400, len(text)), min=1, max=len(text), step=1, description="length",
                                   continuous_update=False)
         self.level = W.Dropdown(options=list(LEVELS), description="level")
-        self.image, self.info = W.Image(format="png"), W.HTML()
+        self.image, self.info = W.Image(format="png", layout={"width": "448px"}), W.HTML()
         for w in (self.codec, self.length, self.level): w.observe(self._show, names="value")
         self.widget = W.VBox([W.HBox([self.codec, self.level]), self.length, self.image, self.info])
         self._show()
