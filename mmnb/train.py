@@ -728,10 +728,11 @@ def _fit(model, train_dataset, collate_fn, cfg: TrainConfig, eval_fn, trainable)
         if step >= max_steps: break
         with accelerator.accumulate(step_module):
             out = step_module(**batch)
-            loss = out["loss"] if isinstance(out, Mapping) else out.loss
+            loss, terms = out["loss"] if isinstance(out, Mapping) else out.loss, _loss_terms(out)
+            del out  # its logits (GBs for a 151k vocabulary) must not live on into the next step's forward
             accelerator.backward(loss)
             window += loss.detach().float()
-            for k, v in _loss_terms(out).items(): terms_window[k] = terms_window.get(k, 0) + v.detach().float()
+            for k, v in terms.items(): terms_window[k] = terms_window.get(k, 0) + v.detach().float()
             if accelerator.sync_gradients:
                 if master: master.grads_to_master()
                 gnorm = accelerator.clip_grad_norm_(opt_params, cfg.max_grad_norm or math.inf)
