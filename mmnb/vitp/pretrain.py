@@ -107,7 +107,8 @@ SEED_FLAGS = {"model_name_or_path": ("model.spec", str), "meta_path": ("data.met
               "force_image_size": ("vitp.force_image_size", int), "max_dynamic_patch": ("vitp.max_dynamic_patch", int),
               "TMAug_prob": ("vitp.tmaug.prob", float), "drop_path_rate": ("vitp.drop_path_rate", float),
               "freeze_llm": ("vitp.freeze_llm", "bool"), "freeze_mlp": ("vitp.freeze_mlp", "bool"),
-              "freeze_backbone": ("vitp.freeze_vit", "bool")}
+              "freeze_backbone": ("vitp.freeze_vit", "bool"), "max_seq_length": ("vitp.max_length", int),
+              "dataloader_num_workers": ("train.num_workers", int)}
 
 
 def _bool(s: str) -> bool:
@@ -131,11 +132,13 @@ def parse_args(argv=None) -> tuple[list[str], dict, argparse.Namespace]:
     ap.add_argument("--set", nargs="*", default=[], help="dotted overrides, key=value")
     ap.add_argument("--metrics", default=None, help="where rank 0 writes the metrics JSON (default $MMNB_METRICS_PATH)")
     ap.add_argument("--deepspeed", default=None, help="a DeepSpeed JSON config; its ZeRO stage is used")
+    ap.add_argument("--bf16", type=_bool, default=None, help="True: train.mixed_precision = bf16")
     for flag, (key, kind) in SEED_FLAGS.items():
         ap.add_argument(f"--{flag}", type=_bool if kind == "bool" else kind, default=None, help=f"sets {key}")
     a = ap.parse_args(argv)
     over = {key: getattr(a, flag) for flag, (key, _) in SEED_FLAGS.items() if getattr(a, flag) is not None}
     if a.meta_path is not None: over["data.base_dir"] = os.getcwd()  # as the original script: paths from where it runs
+    if a.bf16 is not None: over["train.mixed_precision"] = "bf16" if a.bf16 else "no"
     if a.deepspeed: over.update(deepspeed_overrides(a.deepspeed))
     return a.params, {**over, **parse_sets(a.set)}, a
 
