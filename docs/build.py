@@ -81,7 +81,8 @@ def badge_md(rel: str, depth: int) -> str:
 
 def _signature_block(obj, name: str) -> str:
     "The python code block of `show_doc(obj)`: the signature as nbdev renders it."
-    md = show_doc(obj, name=name)._repr_markdown_()
+    try: md = show_doc(obj, name=name)._repr_markdown_()
+    except OSError as e: raise RuntimeError(f"show_doc({name}) from {getattr(obj, '__module__', '?')}: {e}") from e
     m = re.search(r"```python\n.*?```", md, re.S)
     if not m: raise ValueError(f"show_doc({name}) gave no signature block")
     return m.group(0)
@@ -231,11 +232,14 @@ def _comment(rest: str) -> str:
 
 
 def key_comments(path: Path) -> dict[str, str]:
-    "Dotted key → its documenting comment (trailing, else the comment lines right above it)."
-    out, stack, above = {}, [], []
+    "Dotted key → its documenting comment: the one after its value, else the comment lines right above it (not the file's header)."
+    out, stack, above, header = {}, [], [], True
     for line in path.read_text(encoding="utf-8").splitlines():
         s = line.strip()
-        if s.startswith("#"): above.append(s.lstrip("#").strip()); continue
+        if s.startswith("#"):
+            if not header: above.append(s.lstrip("#").strip())
+            continue
+        header = False
         m = _KEY.match(line)
         if not m or s.startswith("- "): above = []; continue
         indent, key = len(m.group(1)), m.group(2)
@@ -252,7 +256,13 @@ def _flat(tree, prefix="") -> dict:
 
 
 def _cell(text) -> str:
+    "Text for a markdown table cell."
     return html.escape(str(text)).replace("|", "&#124;").replace("\n", " ")
+
+
+def _code_cell(text) -> str:
+    "A code span for a markdown table cell (GFM: an escaped pipe stays a pipe inside code)."
+    return "`" + str(text).replace("|", "\\|").replace("`", "'").replace("\n", " ") + "`"
 
 
 def params_reference() -> str:
@@ -267,15 +277,10 @@ def params_reference() -> str:
         parts += [f"## `{rel}`\n", " ".join(head) + "\n", f'<a href="{source_url(rel)}">source</a>\n',
                   "| key | default | meaning |", "|---|---|---|"]
         for key, val in values.items():
-            meaning = comments.get(key) or next((comments[p] for p in _parents(key) if comments.get(p)), "")
-            parts.append(f"| `{_cell(key)}` | `{_cell(json.dumps(val, default=str))}` | {_cell(meaning)} |")
+            meaning = _cell(comments[key]) if comments.get(key) else "*(no comment in the file)*"
+            parts.append(f"| {_code_cell(key)} | {_code_cell(json.dumps(val, default=str, ensure_ascii=False))} | {meaning} |")
         parts.append("")
     return "\n".join(parts)
-
-
-def _parents(key: str) -> list[str]:
-    bits = key.split(".")
-    return [".".join(bits[:i]) for i in range(len(bits) - 1, 0, -1)]
 
 
 # ---- records gallery
