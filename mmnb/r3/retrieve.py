@@ -18,7 +18,7 @@ from ..retrieval import StaleIndexError, index_files, read_index, search
 
 # %% auto #0
 __all__ = ['INDEX_NAMES', 'data_paths', 'build_hint', 'data_params', 'Retrieval', 'open_retrieval', 'neighbours', 'train_queries',
-           'cached_neighbours', 'retrieved']
+           'cached_neighbours', 'retrieved', 'toy_twin']
 
 # %% ../../nbs/45_r3.retrieve.ipynb #0d63be6c
 INDEX_NAMES = ("text", "image")
@@ -125,3 +125,23 @@ def retrieved(R: Retrieval, hits: Mapping[str, list], top_k: int, text: bool = T
         out[f"{name}_vecs"], out[f"{name}_scores"] = vecs, scores
         if name == "text": out["texts"] = [R.samples[r].ocr or "" for r, _ in rows]
     return out
+
+# %% ../../nbs/45_r3.retrieve.ipynb #33c37d30
+def toy_twin(folder, text_dim: int = 16, image_dim: int = 8, seed: int = 0) -> tuple[list[Sample], Path, Path, Path]:
+    "(samples, image_root, train_jsonl, index_dir) of a toy twin written under `folder`."
+    from PIL import Image
+    from mmnb.data import write_jsonl
+    from mmnb.retrieval import write_index
+    rng, root, ss = np.random.default_rng(seed), Path(folder) / "raw", []
+    (root / "c").mkdir(parents=True, exist_ok=True)
+    for i in range(6):
+        a = np.full((64, 96, 3), 255, np.uint8); a[10:50, 10 + 10 * (i % 3):30 + 10 * (i % 3)] = (40 * i, 90, 200)
+        Image.fromarray(a).save(root / "c" / f"{i}.png")
+        ss.append(Sample(id=f"s{i}", dataset="chartqa", split="train", image=f"c/{i}.png", question=f"What is bar {i % 3}?",
+                         answers=[str(10 + i // 3)], ocr=f"bar {i % 3} value {10 + i // 3}", meta={"family": f"f{i // 3}"}))
+    path = write_jsonl(Path(folder) / "train.jsonl", ss)
+    for n, dim in (("text", text_dim), ("image", image_dim)):
+        base = rng.normal(size=(2, dim))
+        write_index(Path(folder) / "idx", n, np.stack([base[i // 3] + 0.1 * rng.normal(size=dim) for i in range(6)]),
+                    [s.id for s in ss], {"name": "toy"}, source=path)
+    return ss, root, path, Path(folder) / "idx"
