@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import csv
+import textwrap
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -245,10 +246,10 @@ def plot_sdf(ax, sdf: np.ndarray, color: str = "tab:blue", title: str | None = N
     res = sdf.shape[0]
     if (sdf < 0).any() and (sdf > 0).any():
         verts, faces, _, _ = measure.marching_cubes(np.asarray(sdf, dtype=np.float32), 0.0)
-        ax.add_collection3d(Poly3DCollection(verts[faces], facecolor=color, edgecolor="none", alpha=0.9))
+        ax.add_collection3d(Poly3DCollection(verts[faces], facecolors=color, edgecolor="none", shade=True))
     ax.set(xlim=(0, res), ylim=(0, res), zlim=(0, res), xticks=[], yticks=[], zticks=[])
     ax.view_init(elev=25, azim=-70)
-    if title: ax.set_title(title, fontsize=8)
+    if title: ax.set_title(textwrap.fill(title, 34), fontsize=7)
     return ax
 
 
