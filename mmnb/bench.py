@@ -16,6 +16,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
+from .core import synchronize
 from .models import _image_lists, generate_batch, prepare_inputs
 from .train import TrainConfig, fit
 
@@ -199,10 +200,6 @@ def _device() -> torch.device:
     return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
 
 
-def _sync(device: torch.device):
-    if device.type == "cuda": torch.cuda.synchronize(device)
-
-
 def _metrics(trainer: str, model, item, cfg: TrainConfig, samples_per_s: float, tokens_per_s: float, measured_steps: int,
              num_processes: int, mean_loss: float, wall_time_s: float, device: torch.device, n_params: int,
              start_mem_gb: float, loss_history: list | None = None) -> dict:
@@ -247,7 +244,7 @@ class StepTimer(TrainerCallback):
         if self.warm == 0: self.t0 = time.perf_counter()
     def on_step_end(self, args, state, control, **kwargs):
         if state.global_step == self.warm: self.t0 = time.perf_counter()
-        if state.global_step == state.max_steps: _sync(self.device); self.t1 = time.perf_counter()
+        if state.global_step == state.max_steps: synchronize(self.device); self.t1 = time.perf_counter()
 
 
 def bench_trainer(model: torch.nn.Module, dataset, collate_fn: Callable, cfg: TrainConfig | Mapping,
@@ -333,10 +330,10 @@ def bench_generate(model, processor, images, prompts: list[str], batch_sizes=(1,
             batches = [prepare_inputs(processor, imgs[s:s + bs], prompts[s:s + bs]) for s in range(0, len(prompts), bs)]
             try:
                 generate_batch(model, processor, batches[0], max_new_tokens, **opts)  # warm-up: compilation, allocator
-                _sync(device)
+                synchronize(device)
                 t0 = time.perf_counter()
                 ids = [row for b in batches for row in generate_batch(model, processor, b, max_new_tokens, **opts)]
-                _sync(device)
+                synchronize(device)
                 dt = time.perf_counter() - t0
             except Exception as e:  # noqa: BLE001 -- recorded in the table
                 rows.append({"cache": cache, "batch_size": bs, "error": f"{type(e).__name__}: {str(e)[:300]}"})

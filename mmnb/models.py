@@ -88,9 +88,11 @@ def tokenizer_file(family: str, kind: str) -> Path:
     "The cached tokenizer.json of `family` (`kind` 'qwen2' or 'byte'): the vocabulary plus the family's added tokens."
     from tokenizers import AddedToken, Tokenizer
     added = [(t, t not in NOT_SPECIAL) for t in SPECIAL_TOKENS[family]]
-    path = cache_dir() / f"tokenizer-{kind}-{family}-{config_hash(added)}.json"  # the hash keeps a stale cache out
+    base = qwen2_bpe_file() if kind == "qwen2" else None
+    key = config_hash([added, base.name if base else "byte"])  # the added tokens and the base vocabulary file
+    path = cache_dir() / f"tokenizer-{kind}-{family}-{key}.json"
     if not path.exists():
-        backend = Tokenizer.from_file(str(qwen2_bpe_file())) if kind == "qwen2" else _byte_level_backend()
+        backend = Tokenizer.from_file(str(base)) if base else _byte_level_backend()
         backend.add_tokens([AddedToken(t, special=special, normalized=False) for t, special in added])
         with atomic_path(path) as tmp: backend.save(str(tmp))
     return path
@@ -103,8 +105,8 @@ def resolve_tokenizer_kind(kind: str = "auto") -> str:
     if kind not in TOKENIZER_KINDS: raise ValueError(f"unknown tokenizer kind {kind!r}; valid: {list(TOKENIZER_KINDS)}")
     if kind == "auto": return "qwen2" if qwen2_bpe_file() is not None else "byte"
     if kind == "qwen2" and qwen2_bpe_file() is None:
-        raise ImportError("tokenizer kind 'qwen2' needs the `dashscope` and `tiktoken` packages (pip install dashscope "
-                          f"tiktoken) or a converted qwen2-bpe-*.json in {cache_dir()}")
+        raise ImportError("tokenizer kind 'qwen2' needs the `dashscope` and `tiktoken` packages (pip install -e \".[qwen-vocab]\") "
+                          f"or a converted qwen2-bpe-*.json in {cache_dir()}")
     return kind
 
 def build_tokenizer(family: str, kind: str = "auto") -> PreTrainedTokenizerFast:

@@ -19,7 +19,7 @@ from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
-from .core import atomic_path, did_you_mean, load_json, save_json, seed_everything
+from .core import atomic_path, conform_value, did_you_mean_or_valid, load_json, save_json, seed_everything
 
 # %% auto #0
 __all__ = ['SCHEDULES', 'PRECISIONS', 'BACKENDS', 'PARAM_DTYPES', 'MASTER_WEIGHTS', 'LOSS_IMPLS', 'COMPILES', 'COMPILE_MODES',
@@ -41,9 +41,6 @@ LOSS_IMPLS = ("model", "chunked", "liger")
 COMPILES = ("none", "layers", "model")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 _PLUGIN = {"fsdp": FullyShardedDataParallelPlugin, "deepspeed": DeepSpeedPlugin}
-
-
-def _did_you_mean(word, valid) -> str: return did_you_mean(word, valid) or f"; valid: {sorted(valid)}"
 
 
 @dataclass
@@ -86,7 +83,7 @@ class TrainConfig:
                               ("param_dtype", PARAM_DTYPES), ("master_weights", MASTER_WEIGHTS), ("loss_impl", LOSS_IMPLS),
                               ("compile", COMPILES), ("compile_mode", COMPILE_MODES)):
             v = getattr(self, name)
-            if v not in choices: raise ValueError(f"train.{name} = {v!r} is not one of {choices}{_did_you_mean(v, choices)}")
+            if v not in choices: raise ValueError(f"train.{name} = {v!r} is not one of {choices}{did_you_mean_or_valid(v, choices)}")
         for name in ("batch_size", "grad_accum", "log_every", "max_steps", "save_every", "eval_every"):
             v = getattr(self, name)
             if v is not None and v < 1: raise ValueError(f"train.{name} must be >= 1, got {v}")
@@ -103,7 +100,7 @@ class TrainConfig:
         for name, plugin in _PLUGIN.items():
             valid = [f.name for f in dataclasses.fields(plugin)]
             for k in getattr(self, name):
-                if k not in valid: raise ValueError(f"train.{name}.{k}: not an argument of {plugin.__name__}{_did_you_mean(k, valid)}")
+                if k not in valid: raise ValueError(f"train.{name}.{k}: not an argument of {plugin.__name__}{did_you_mean_or_valid(k, valid)}")
 
     @classmethod
     def from_dict(cls, d: Mapping | None = None, **overrides) -> TrainConfig:
@@ -111,30 +108,22 @@ class TrainConfig:
         d = {**(d or {}), **overrides}
         valid = [f.name for f in dataclasses.fields(cls)]
         for k in d:
-            if k not in valid: raise ValueError(f"unknown train parameter 'train.{k}'{_did_you_mean(k, valid)}")
+            if k not in valid: raise ValueError(f"unknown train parameter 'train.{k}'{did_you_mean_or_valid(k, valid)}")
         return cls(**d)
 
 
-_TYPES = {"int": int, "float": float, "str": str, "dict": dict, "bool": bool}
+_LIKE = {"int": 0, "float": 0.0, "str": "", "dict": {}, "bool": False}
 
 
 def _checked(f: dataclasses.Field, v):
-    "`v` as the type of field `f`; numeric strings become floats (YAML reads `1e-4` as a string)."
+    "`v` as the type of field `f` by the one params rule of `mmnb.core.conform_value` (numeric strings become floats, NaN/inf refused)."
     names = [t.strip() for t in str(f.type).split("|")]
     if v is None:
         if "None" in names: return None
         raise ValueError(f"train.{f.name} may not be null")
-    want = _TYPES[names[0]]
-    if want is bool:
-        if isinstance(v, bool): return v
-    elif want is float and not isinstance(v, bool):
-        if isinstance(v, (int, float)): return float(v)
-        if isinstance(v, str):
-            try: return float(v)
-            except ValueError: pass
-    elif want is dict and isinstance(v, Mapping): return dict(v)
-    elif isinstance(v, want) and not isinstance(v, bool): return v
-    raise ValueError(f"train.{f.name} should be {' or '.join(names)}, got {type(v).__name__} {v!r}")
+    like = f.default if f.default not in (None, dataclasses.MISSING) else _LIKE[names[0]]
+    v = conform_value(v, like, f"train.{f.name}", "train")
+    return dict(v) if isinstance(v, Mapping) else v
 
 # %% ../nbs/04_train.ipynb #c013
 def multi_cpu() -> bool:
