@@ -200,10 +200,10 @@ def test_lab(browser, res: Results, port: int, lab_dir: Path):
         page.get_by_role("menuitem", name="Run", exact=True).click()
         page.get_by_role("menuitem", name=re.compile(r"^Run All Cells")).click()
         page.locator(".widget-slider").first.wait_for(timeout=120000)
-        page.wait_for_function("() => document.querySelectorAll('.jp-OutputArea-output .jupyter-widgets img').length >= 3",
+        page.wait_for_function("() => document.querySelectorAll('.jp-OutputArea-output .jupyter-widgets img').length >= 4",
                                timeout=120000)
         n = page.locator(".jp-OutputArea-output:has(.jupyter-widgets)").count()
-        res.check("lab: three explorers render", n >= 3, f"{n} widget outputs")
+        res.check("lab: four explorers render", n >= 4, f"{n} widget outputs")
         shot(page, "lab-loaded")
 
         runs_out = _output(page, 0)
@@ -245,8 +245,18 @@ def test_lab(browser, res: Results, port: int, lab_dir: Path):
         res.check("lab: codec at 'heavy' shows the decoder failing", "not exact" in cod.inner_text(), info_before)
         shot(cod, "lab-codecs")
 
-        errors = [e for e in watch.errors if "kernel" not in e.lower()]
-        res.check("lab: no console errors", not errors, "; ".join(errors[:5]))
+        shape = _output(page, 3)
+        shape.scroll_into_view_if_needed()
+        caption_before, src_before = shape.locator(".widget-html p").inner_text(), shape.locator("img.widget-image").get_attribute("src")
+        shape.locator(".widget-slider [role=slider], .widget-slider .noUi-handle").nth(1).focus()   # azimuth
+        page.keyboard.press("ArrowRight")
+        page.wait_for_function("([el, old]) => el.querySelector('img.widget-image').src !== old",
+                               arg=[shape.element_handle(), src_before], timeout=30000)
+        res.check("lab: shape azimuth slider turns the view, same shape",
+                  shape.locator(".widget-html p").inner_text() == caption_before)
+        shot(shape, "lab-shape")
+
+        res.check("lab: no console errors", not watch.errors, "; ".join(watch.errors[:5]))
         res.check("lab: no failed requests", not watch.failed, "; ".join(watch.failed[:5]))
         res.check("lab: no request left 127.0.0.1", not watch.outside, "; ".join(watch.outside[:5]))
         ctx.close()

@@ -5,16 +5,16 @@
 # %% auto #0
 __all__ = ['VOV_RATES', 'VOV_SHOWN', 'png_bytes', 'record_notebook_dir', 'run_params', 'params_diff', 'run_plots', 'scalar_table',
            'RunsExplorer', 'vovnet_sweeps', 'vovnet_lambdas', 'vovnet_at', 'action_rate_figure', 'VovnetExplorer',
-           'codec_view', 'CodecExplorer']
+           'codec_view', 'CodecExplorer', 'shape_view', 'ShapeExplorer']
 
 # %% ../nbs/06a_explore.ipynb #c003
 import html
 import io
 import json
-import math
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 from PIL import Image
 
@@ -22,6 +22,7 @@ from .codecs.carriers import CODECS, CapacityError, DecodeError, get_codec
 from .core import ParamsError, load_params, require
 from .corruption import LEVELS, degrade_pages
 from .report import RunsBrowser
+from .vl3d.shapes import caption, plot_sdf, random_parts, shape_facts, shape_questions, shape_sdf
 from .vovnet.report import load_results
 
 # %% ../nbs/06a_explore.ipynb #c007
@@ -229,5 +230,37 @@ class CodecExplorer:
         read = html.escape(v["error"] or v["decoded"] or "")
         self.info.value = (f"<b>{'exact' if v['exact'] else 'not exact'}</b> · {self.length.value} characters"
                            f"{' · ' + cost if cost else ''}<pre style='white-space: pre-wrap'>{read}</pre>")
+
+    def _repr_mimebundle_(self, **kw): return self.widget._repr_mimebundle_(**kw)
+
+# %% ../nbs/06a_explore.ipynb #c034
+def shape_view(seed: int, res: int = 32, azim: float = -70.0, elev: float = 25.0) -> dict:
+    "A shape drawn from `seed` as the 3D–VL twin draws them: `image` (PNG of its surface seen from `azim`/`elev`), `caption`, `qa` (type, question, answer), `facts`."
+    parts = random_parts(np.random.default_rng(seed))
+    sdf = shape_sdf(parts, res)
+    facts = shape_facts(parts, sdf)
+    fig = plt.figure(figsize=(3.2, 3.2))
+    ax = plot_sdf(fig.add_subplot(projection="3d"), sdf)
+    ax.view_init(elev=elev, azim=azim)
+    return dict(image=png_bytes(fig), caption=caption(facts), qa=shape_questions(facts), facts=facts)
+
+# %% ../nbs/06a_explore.ipynb #c036
+class ShapeExplorer:
+    "Seed → a 3D–VL twin shape; azimuth → the view turns; its caption and question/answer pairs beside it."
+    def __init__(self, seeds: int = 100, res: int = 32):
+        W = require("ipywidgets", "notebook", "ShapeExplorer")
+        self.res = res
+        self.seed = W.IntSlider(value=0, min=0, max=seeds - 1, description="seed", continuous_update=False)
+        self.azim = W.IntSlider(value=-70, min=-180, max=180, step=15, description="azimuth", continuous_update=False)
+        self.image, self.info = W.Image(format="png", layout={"width": "320px"}), W.HTML()
+        for w in (self.seed, self.azim): w.observe(self._show, names="value")
+        self.widget = W.VBox([W.HBox([self.seed, self.azim]), W.HBox([self.image, self.info])])
+        self._show()
+
+    def _show(self, *_):
+        v = shape_view(self.seed.value, self.res, azim=self.azim.value)
+        self.image.value = v["image"]
+        rows = "".join(f"<tr><td>{html.escape(q)}</td><td><b>{html.escape(a)}</b></td></tr>" for _, q, a in v["qa"])
+        self.info.value = f"<p>{html.escape(v['caption'])}</p><table>{rows}</table>"
 
     def _repr_mimebundle_(self, **kw): return self.widget._repr_mimebundle_(**kw)
