@@ -23,8 +23,8 @@ from ..stage import DONE_FILE, train_stage
 from ..train import process_state, write_metrics
 
 # %% auto #0
-__all__ = ['SEED_FLAGS', 'NOT_OFFERED', 'TEACHER_MODES', 'schema_path', 'add_seed_flags', 'seed_params', 'stage_key', 'stage_dir',
-           'check_stage_dir', 'training_rows', 'validation_fn', 'run_stage', 'main']
+__all__ = ['SEED_FLAGS', 'NOT_OFFERED', 'TEACHER_MODES', 'schema_path', 'add_seed_flags', 'seed_params', 'stage_path',
+           'stage_key', 'stage_dir', 'check_stage_dir', 'training_rows', 'validation_fn', 'run_stage', 'main']
 
 # %% ../../nbs/47_r3.train.ipynb #1da85ac6
 SEED_FLAGS: dict[str, tuple] = {  # flag -> (params key, type) or (params key, "store", value) for switches
@@ -82,19 +82,24 @@ def seed_params(argv, flags: Mapping[str, tuple], prog: str) -> tuple[Params, ar
     if p.teacher.mode not in TEACHER_MODES: raise ParamsError(f"teacher.mode = {p.teacher.mode!r} is not one of {TEACHER_MODES}")
     return p, a
 
-# %% ../../nbs/47_r3.train.ipynb #1f836250
+# %% ../../nbs/47_r3.train.ipynb #7ae8738d
 _NOT_IDENTITY = ("resume_from", "log_every", "save_every", "num_workers", "eval_every")
+
+def stage_path(p: Params, value: str) -> Path | None:
+    "The folder a stage value names: a bare name (no `/`) is `<work_dir>/<name>`, anything else a path; None for ''."
+    if not value: return None
+    return Path(p.work_dir) / value if "/" not in value and os.sep not in value else Path(value)
 
 def stage_key(p: Params, R) -> dict:
     "Everything the trained weights of stage `p` depend on."
-    prev = load_json(Path(p.resume_from) / DONE_FILE).get("stage_key_hash") if p.resume_from else None
+    prev = load_json(stage_path(p, p.resume_from) / DONE_FILE).get("stage_key_hash") if p.resume_from else None
     return {"seed": p.seed, "model": p.model.to_dict(), "r3": p.r3.to_dict(), "corruption": p.corruption.to_dict(),
             "teacher": p.teacher.to_dict(), "train": {k: v for k, v in p.train.items() if k not in _NOT_IDENTITY},
             "max_train": p.data.max_train, "rows": file_sha256(data_paths(p)["train_jsonl"]), "indices": R.key(), "from": prev}
 
 def stage_dir(p: Params, key_hash: str) -> Path:
-    "`output_dir`, or `<work_dir>/<stage>/<hash>`."
-    return Path(p.output_dir) if p.output_dir else Path(p.work_dir) / p.stage / key_hash
+    "`output_dir` (a bare name: under `work_dir`), or `<work_dir>/<stage>/<hash>`."
+    return stage_path(p, p.output_dir) if p.output_dir else Path(p.work_dir) / p.stage / key_hash
 
 def check_stage_dir(out: Path, key_hash: str) -> None:
     "Refuse a stage folder that finished (or started) with other settings."
@@ -103,7 +108,7 @@ def check_stage_dir(out: Path, key_hash: str) -> None:
             raise ValueError(f"{out} holds a stage trained with other settings (hash {got}, these give {key_hash}); "
                              "remove it or choose another output_dir")
 
-# %% ../../nbs/47_r3.train.ipynb #b92cc2c2
+# %% ../../nbs/47_r3.train.ipynb #fdd5071a
 def training_rows(p: Params):
     "The training samples (the indexed rows, the first `data.max_train` when set)."
     rows = read_jsonl(data_paths(p)["train_jsonl"])
@@ -136,7 +141,7 @@ def run_stage(p: Params) -> dict:
     hits = cached_neighbours(R, samples, p.r3.top_k, p.r3.exclude_siblings, Path(p.work_dir) / "retrieval", {"kind": "train"},
                              lambda ss: train_queries(R, ss))
     model, processor = build_r3(p, R)
-    if p.resume_from: load_stage(model, p.resume_from)
+    if p.resume_from: load_stage(model, stage_path(p, p.resume_from))
     if p.teacher.mode == "ema": model.enable_teacher()
     key = stage_key(p, R)
     kh = config_hash(key)
