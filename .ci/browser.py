@@ -200,10 +200,10 @@ def test_lab(browser, res: Results, port: int, lab_dir: Path):
         page.get_by_role("menuitem", name="Run", exact=True).click()
         page.get_by_role("menuitem", name=re.compile(r"^Run All Cells")).click()
         page.locator(".widget-slider").first.wait_for(timeout=120000)
-        page.wait_for_function("() => document.querySelectorAll('.jp-OutputArea-output .jupyter-widgets img').length >= 4",
+        page.wait_for_function("() => document.querySelectorAll('.jp-OutputArea-output .jupyter-widgets img').length >= 5",
                                timeout=120000)
         n = page.locator(".jp-OutputArea-output:has(.jupyter-widgets)").count()
-        res.check("lab: four explorers render", n >= 4, f"{n} widget outputs")
+        res.check("lab: five explorers render", n >= 5, f"{n} widget outputs")
         shot(page, "lab-loaded")
 
         runs_out = _output(page, 0)
@@ -255,6 +255,16 @@ def test_lab(browser, res: Results, port: int, lab_dir: Path):
         res.check("lab: shape azimuth slider turns the view, same shape",
                   shape.locator(".widget-html p").inner_text() == caption_before)
         shot(shape, "lab-shape")
+
+        vitp = _output(page, 4)
+        vitp.scroll_into_view_if_needed()
+        info_before, src_before = vitp.locator(".widget-html").inner_text(), vitp.locator("img.widget-image").get_attribute("src")
+        vitp.locator(".widget-slider [role=slider], .widget-slider .noUi-handle").first.focus()
+        page.keyboard.press("ArrowRight")
+        page.wait_for_function("([el, old]) => el.querySelector('img.widget-image').src !== old",
+                               arg=[vitp.element_handle(), src_before], timeout=30000)
+        res.check("lab: ViTP query slider shows another query's neighbours", vitp.locator(".widget-html").inner_text() != info_before)
+        shot(vitp, "lab-vitp")
 
         res.check("lab: no console errors", not watch.errors, "; ".join(watch.errors[:5]))
         res.check("lab: no failed requests", not watch.failed, "; ".join(watch.failed[:5]))

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['VOV_RATES', 'VOV_SHOWN', 'png_bytes', 'record_notebook_dir', 'run_params', 'params_diff', 'run_plots', 'scalar_table',
            'RunsExplorer', 'vovnet_sweeps', 'vovnet_lambdas', 'vovnet_at', 'action_rate_figure', 'VovnetExplorer',
-           'codec_view', 'CodecExplorer', 'shape_view', 'ShapeExplorer']
+           'codec_view', 'CodecExplorer', 'shape_view', 'ShapeExplorer', 'retrieval_figure', 'RetrievalExplorer']
 
 # %% ../nbs/06a_explore.ipynb #c003
 import html
@@ -22,6 +22,7 @@ from .codecs.carriers import CODECS, CapacityError, DecodeError, get_codec
 from .core import ParamsError, load_params, require
 from .corruption import LEVELS, degrade_pages
 from .report import RunsBrowser
+from .vitp.evaluate_retrieval import gallery_index, search
 from .vl3d.shapes import caption, plot_sdf, random_parts, shape_facts, shape_questions, shape_sdf
 from .vovnet.report import load_results
 
@@ -262,5 +263,44 @@ class ShapeExplorer:
         self.image.value = v["image"]
         rows = "".join(f"<tr><td>{html.escape(q)}</td><td><b>{html.escape(a)}</b></td></tr>" for _, q, a in v["qa"])
         self.info.value = f"<p>{html.escape(v['caption'])}</p><table>{rows}</table>"
+
+    def _repr_mimebundle_(self, **kw): return self.widget._repr_mimebundle_(**kw)
+
+# %% ../nbs/06a_explore.ipynb #c039
+def retrieval_figure(query_path: str, query_label: str, paths: list[str], labels: list[str], size: float = 1.8):
+    "The query image, then the retrieved images nearest first, each titled with its label; a retrieved image of the query's label is framed green, another red."
+    fig, axes = plt.subplots(1, len(paths) + 1, figsize=(size * (len(paths) + 1), size * 1.15))
+    for i, (ax, p, lab) in enumerate(zip(axes, [query_path, *paths], [query_label, *labels])):
+        with Image.open(p) as im: ax.imshow(im.convert("RGB"))
+        ax.set_xticks([]); ax.set_yticks([])
+        ax.set_title(("query: " if i == 0 else f"{i}. ") + lab, fontsize=8)
+        colour = "black" if i == 0 else ("tab:green" if lab == query_label else "tab:red")
+        for side in ax.spines.values(): side.set_edgecolor(colour); side.set_linewidth(3)
+    return fig
+
+class RetrievalExplorer:
+    "A slider over the queries: each query image with its top-k gallery images from an exact faiss search of the features."
+    def __init__(self, queries, query_paths, query_labels, gallery, gallery_paths, gallery_labels, k: int = 5, metric: str = "l2"):
+        W = require("ipywidgets", "notebook", "RetrievalExplorer")
+        for what, x, p, l in (("queries", queries, query_paths, query_labels), ("gallery", gallery, gallery_paths, gallery_labels)):
+            if not len(x) == len(p) == len(l): raise ValueError(f"{what}: {len(x)} vectors, {len(p)} paths, {len(l)} labels; they must align")
+        self.queries, self.qp, self.ql = np.asarray(queries, np.float32), list(query_paths), list(query_labels)
+        self.gp, self.gl, self.k, self.metric = list(gallery_paths), list(gallery_labels), k, metric
+        self.index = gallery_index(np.asarray(gallery, np.float32), metric, gpu=False)
+        self.query = W.IntSlider(value=0, min=0, max=len(self.qp) - 1, description="query", continuous_update=False)
+        self.image, self.info = W.Image(format="png", layout={"max_width": "100%"}), W.HTML()
+        self.query.observe(self._show, names="value")
+        self.widget = W.VBox([self.query, self.image, self.info])
+        self._show()
+
+    def ranked(self, q: int) -> list[int]:
+        "Gallery rows of query `q`'s `k` nearest neighbours, nearest first."
+        return search(self.index, self.queries[q:q + 1], self.k, self.metric)[0].tolist()
+
+    def _show(self, *_):
+        q, rows = self.query.value, self.ranked(self.query.value)
+        hits = sum(self.gl[r] == self.ql[q] for r in rows)
+        self.image.value = png_bytes(retrieval_figure(self.qp[q], self.ql[q], [self.gp[r] for r in rows], [self.gl[r] for r in rows]))
+        self.info.value = f"{html.escape(Path(self.qp[q]).name)}: {hits} of {len(rows)} retrieved images are {html.escape(self.ql[q])}"
 
     def _repr_mimebundle_(self, **kw): return self.widget._repr_mimebundle_(**kw)
