@@ -37,14 +37,12 @@ def png_bytes(pic) -> bytes:
 
 # %% ../nbs/06a_explore.ipynb #c010
 def record_notebook_dir(path: str | Path) -> Path:
-    "The folder the record's notebook ran in (its `params_files` are relative to it): papermill's input folder, else `nbs/experiments` of the repository."
+    "The folder the record's notebook ran in (its `params_files` are relative to it), in the repository that holds the record."
     path = Path(path)
-    meta = json.loads(path.read_text(encoding="utf-8")).get("metadata", {}).get("papermill", {})
-    ran = Path(meta.get("input_path", "")).parent
-    if meta.get("input_path") and ran.is_dir(): return ran
-    root = next((p for p in path.resolve().parents if (p / "nbs" / "experiments").is_dir()), None)
-    if root is None: raise FileNotFoundError(f"{path}: its notebook folder {ran} is gone and no nbs/experiments is above it")
-    return root / "nbs" / "experiments"
+    ran = Path(json.loads(path.read_text(encoding="utf-8")).get("metadata", {}).get("papermill", {}).get("input_path", "")).parent
+    root = next((p for p in path.resolve().parents if (p / "nbs").is_dir()), None)
+    if root is None or "nbs" not in ran.parts: raise FileNotFoundError(f"{path}: no repository with nbs/ holds it, or it ran outside nbs/ ({ran})")
+    return root.joinpath(*ran.parts[len(ran.parts) - ran.parts[::-1].index("nbs") - 1:])
 
 def run_params(row: pd.Series) -> dict:
     "Dotted params of a `collect()` row: its `params_files` stacked with its `overrides`; `{'error': ...}` when the stack no longer loads."
