@@ -108,7 +108,7 @@ def check_stage_dir(out: Path, key_hash: str) -> None:
             raise ValueError(f"{out} holds a stage trained with other settings (hash {got}, these give {key_hash}); "
                              "remove it or choose another output_dir")
 
-# %% ../../nbs/47_r3.train.ipynb #fdd5071a
+# %% ../../nbs/47_r3.train.ipynb #a6a2d75e
 def training_rows(p: Params):
     "The training samples (the indexed rows, the first `data.max_train` when set)."
     rows = read_jsonl(data_paths(p)["train_jsonl"])
@@ -134,6 +134,9 @@ def validation_fn(p: Params, R, processor, paths: Mapping):
 
 def run_stage(p: Params) -> dict:
     "Train one stage as `p` says (or find it trained); returns its metrics."
+    if p.teacher.mode == "ema" and p.train.distributed == "fsdp" and process_state().num_processes > 1:
+        raise ParamsError("teacher.mode ema with train.distributed fsdp over several processes is not supported: the EMA teacher "
+                          "swaps whole trainable weights, which FSDP shards; use --backend ddp for stage 5")
     seed_everything(p.seed)
     paths = data_paths(p)
     R = open_retrieval(paths["index_dir"], paths["train_jsonl"], hint=build_hint(p))
