@@ -118,6 +118,11 @@ def _entries(mod, source: str, level: int) -> list[str]:
     return out
 
 
+def _only_imports(source: str) -> bool:
+    "Whether a cell holds nothing but import statements."
+    return all(isinstance(n, (ast.Import, ast.ImportFrom)) for n in ast.parse(source).body)
+
+
 def _member(cls, name: str):
     "The function behind `cls.name` (a property's getter, a static or class method's function)."
     m = inspect.getattr_static(cls, name)
@@ -138,7 +143,9 @@ class ApiDocs(Processor):
                 if heads: level = len(heads[-1])
             elif "export" in cell.directives_:
                 entries = _entries(mod, cell.source, min(level + 1, 6))
-                if not entries: cell.directives_.pop("export"); continue   # constants and tables stay visible as code
+                if not entries:
+                    if not _only_imports(cell.source): cell.directives_.pop("export")   # constants and tables stay visible as code
+                    continue
                 new = mk_cell("\n".join(entries), "markdown")
                 new.directives_ = {}
                 cells.append(new)
