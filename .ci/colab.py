@@ -123,23 +123,24 @@ def _run_cell(python: str, source: str, cwd: Path, home: Path) -> dict:
 
 
 def selftest() -> list[str]:
-    """Run the cell's logic, unchanged but for the repository URL (this checkout's committed branch, as a file:// URL):
+    """Run the cell's logic, unchanged but for the repository URL (a file:// repository holding this checkout's HEAD):
     1. in a fresh virtual environment without mmnb it clones, installs (`PIP_NO_DEPS=1`: the test checks the
        cell, not mmnb's dependencies), imports mmnb from the clone and ends in the notebook's folder of the clone;
     2. run again in that environment it finds mmnb installed and does nothing (no second clone, cwd unchanged);
     3. in this environment (mmnb installed) it does nothing.
     Returns the failures."""
-    branch = subprocess.run(["git", "rev-parse", "--abbrev-ref", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
-    folder = "nbs/experiments"
-    src = setup_source(folder, url=f"file://{ROOT}", branch=branch)
-    fails = []
+    folder, fails = "nbs/experiments", []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
+        origin, branch = tmp / "origin", settings()["branch"]   # this checkout's HEAD as settings.ini's branch (CI may be detached)
+        subprocess.run(["git", "init", "-q", str(origin)], check=True)
+        subprocess.run(["git", "-C", str(origin), "fetch", "-q", str(ROOT), f"HEAD:refs/heads/{branch}"], check=True)
+        src = setup_source(folder, url=f"file://{origin}", branch=branch)
         home, env_dir, start = tmp / "home", tmp / "venv", tmp / "start"
         home.mkdir(); start.mkdir()
         venv.EnvBuilder(with_pip=True).create(env_dir)
         py = str(env_dir / "bin" / "python")
-        clone = home / ROOT.name
+        clone = home / origin.name
         first = _run_cell(py, src, start, home)
         if first["cwd"] != str(clone / folder): fails.append(f"fresh env: ended in {first['cwd']}, not {clone / folder}")
         if not (first["mmnb"] or "").startswith(str(clone)): fails.append(f"fresh env: mmnb from {first['mmnb']}, not the clone {clone}")
