@@ -180,6 +180,11 @@ def plot_job_summary(summary: pd.DataFrame, title: str = ""):
 # %% ../nbs/06_report.ipynb #c041
 _BASE = ["job", "name", "path", "status", "duration_s", "started"]
 
+def _present(v) -> bool:
+    "Whether a table cell holds a value (records may hold lists and dicts, which `pd.notna` cannot judge)."
+    return v is not None and not (isinstance(v, float) and np.isnan(v))
+
+
 def _records(df: pd.DataFrame) -> list[str]:
     return [c for c in df.columns if c not in _BASE and not str(c).startswith("param.")]
 
@@ -222,7 +227,7 @@ class RunsBrowser:
         if self.run.value is None: self.detail.value = ""; return
         row = self.df[self.df["path"] == self.run.value].iloc[0]
         kv = lambda cols: "".join(f"<tr><td>{html.escape(str(c))}</td><td>{html.escape(str(row[c]))}</td></tr>"
-                                  for c in cols if pd.notna(row[c]))
+                                  for c in cols if _present(row[c]))
         log = Path(row["path"]).with_suffix(".log")
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-self.log_lines:]) if log.is_file() else "(no log)"
         self.detail.value = (f"<b>{html.escape(row['path'])}</b><table>{kv([c for c in self.df.columns if str(c).startswith('param.')])}"
