@@ -228,7 +228,7 @@ def set_trainable(model: ShapeVLM, train_lm: bool = False) -> dict:
     for n, t in model.named_parameters(): t.requires_grad_(keep(n))
     return param_counts(model)
 
-# %% ../../nbs/53_vl3d.model.ipynb #c028
+# %% ../../nbs/53_vl3d.model.ipynb #c030
 def save_projector(model: ShapeVLM, path) -> Path:
     "The projector's weights as a safetensors file at `path` (atomic)."
     return save_weights(model.projector, path)
