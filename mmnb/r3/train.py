@@ -110,7 +110,7 @@ def check_stage_dir(out: Path, key_hash: str) -> None:
             raise ValueError(f"{out} holds a stage trained with other settings (hash {got}, these give {key_hash}); "
                              "remove it or choose another output_dir")
 
-# %% ../../nbs/47_r3.train.ipynb #7ed526f5
+# %% ../../nbs/47_r3.train.ipynb #e112759c
 @contextmanager
 def lr_multiplier(params: Sequence[torch.nn.Parameter], mult: float):
     "Inside the block every optimizer step moves `params` `mult` times as far as the optimizer computed."
@@ -133,7 +133,7 @@ def check_lr_mult(p: Params) -> None:
     if p.r3.lr_mult == 1: return
     if p.train.distributed == "fsdp" and process_state().num_processes > 1:
         raise ParamsError("r3.lr_mult with train.distributed fsdp over several processes is not supported (FSDP flattens the weights); use ddp")
-    if p.train.param_dtype != "model":
+    if p.train.get("param_dtype", "model") != "model":
         raise ParamsError("r3.lr_mult with train.param_dtype bf16 is not supported (AdamW steps fp32 master copies)")
 
 # %% ../../nbs/47_r3.train.ipynb #936ac077
