@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses, gc, re, resource, sys, tempfile, time
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -24,7 +24,7 @@ from .train import TrainConfig, fit
 __all__ = ['SEQ_KEYS', 'PEAK_BF16_FLOPS', 'BENCHES', 'text_vocab_size', 'synthetic_vlm_dataset', 'collate_fixed', 'matmul_params',
            'vision_geometry', 'train_flops', 'train_flops_per_sample', 'device_name', 'peak_flops', 'mfu',
            'reset_peak_memory', 'memory_gb', 'peak_memory_gb', 'bench_fit', 'trainer_args', 'StepTimer',
-           'bench_trainer', 'release_memory', 'compare', 'lever_table', 'bench_generate']
+           'bench_trainer', 'release_memory', 'compare', 'lever_table', 'curve_gap', 'bench_generate']
 
 # %% ../nbs/04a_bench.ipynb #c006
 SEQ_KEYS = ("input_ids", "attention_mask", "labels", "mm_token_type_ids")  # per-token tensors; the rest are per image
@@ -318,6 +318,16 @@ def lever_table(make_model: Callable[[], torch.nn.Module], dataset, collate_fn: 
 
 
 def _changes(over: Mapping) -> str: return ", ".join(f"{k}={v}" for k, v in over.items()) or "(base)"
+
+# %% ../nbs/04a_bench.ipynb #f0a84d66
+def curve_gap(reference: Sequence[float], candidate: Sequence[float], window: int = 10) -> dict:
+    "Largest and last relative gap between two loss curves of equal length after a moving average over `window` steps."
+    if len(reference) != len(candidate): raise ValueError(f"curve_gap: curves of {len(reference)} and {len(candidate)} steps")
+    window = max(1, min(window, len(reference)))
+    smooth = lambda x: np.convolve(np.asarray(x, dtype=float), np.ones(window) / window, mode="valid")
+    ref, cand = smooth(reference), smooth(candidate)
+    gap = np.abs(cand - ref) / np.abs(ref)
+    return {"curve_steps": len(reference), "curve_max_rel_gap": float(gap.max()), "curve_final_rel_gap": float(gap[-1])}
 
 # %% ../nbs/04a_bench.ipynb #b006
 def bench_generate(model, processor, images, prompts: list[str], batch_sizes=(1, 32, 128), caches=("dynamic", "static"),

@@ -208,11 +208,13 @@ _TEXT_SIZES = {
              "text_config.num_attention_heads": 4, "text_config.num_key_value_heads": 2},
     "1b": {"text_config.hidden_size": 1536, "text_config.intermediate_size": 6144, "text_config.num_hidden_layers": 14,
            "text_config.num_attention_heads": 12, "text_config.num_key_value_heads": 2},
+    "2b": {"text_config.hidden_size": 1536, "text_config.intermediate_size": 8960, "text_config.num_hidden_layers": 28,
+           "text_config.num_attention_heads": 12, "text_config.num_key_value_heads": 2},  # Qwen2-VL-2B's language model
     "7b": {"text_config.hidden_size": 3584, "text_config.intermediate_size": 18944, "text_config.num_hidden_layers": 28,
            "text_config.num_attention_heads": 28, "text_config.num_key_value_heads": 4},  # Qwen2-VL-7B's language model
 }
 _VISION_SIZES = {  # (width, depth, heads) of the vision tower
-    "100m": (256, 4, 4), "1b": (768, 12, 12), "7b": (1280, 32, 16)}
+    "100m": (256, 4, 4), "1b": (768, 12, 12), "2b": (1280, 32, 16), "7b": (1280, 32, 16)}
 
 def _vision_overrides(family, width, depth, heads):
     if family == "qwen2_vl": return {"vision_config.embed_dim": width, "vision_config.depth": depth, "vision_config.num_heads": heads}
