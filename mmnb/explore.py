@@ -359,7 +359,8 @@ class R3Explorer:
         self.sample = W.IntSlider(value=0, min=0, max=len(self.samples) - 1, description="sample", continuous_update=False)
         self.level = W.FloatSlider(value=0.0, min=0.0, max=1.0, step=0.1, description="corruption", readout_format=".1f",
                                    continuous_update=False)
-        self.leakage_free = W.Checkbox(value=False, description="leave out the sample's family (leakage-free)", indent=False)
+        self.leakage_free = W.Checkbox(value=False, description="leakage-free (leave out the sample's family)", indent=False,
+                                        layout={"width": "auto"})
         self.image, self.info = W.Image(format="png", layout={"max_width": "100%"}), W.HTML()
         for w in (self.sample, self.level, self.leakage_free): w.observe(self._show, names="value")
         self.widget = W.VBox([W.HBox([self.sample, self.level]), self.leakage_free, self.image, self.info])
