@@ -200,10 +200,10 @@ def test_lab(browser, res: Results, port: int, lab_dir: Path):
         page.get_by_role("menuitem", name="Run", exact=True).click()
         page.get_by_role("menuitem", name=re.compile(r"^Run All Cells")).click()
         page.locator(".widget-slider").first.wait_for(timeout=120000)
-        page.wait_for_function("() => document.querySelectorAll('.jp-OutputArea-output .jupyter-widgets img').length >= 5",
+        page.wait_for_function("() => document.querySelectorAll('.jp-OutputArea-output .jupyter-widgets img').length >= 6",
                                timeout=120000)
         n = page.locator(".jp-OutputArea-output:has(.jupyter-widgets)").count()
-        res.check("lab: five explorers render", n >= 5, f"{n} widget outputs")
+        res.check("lab: six explorers render", n >= 6, f"{n} widget outputs")
         shot(page, "lab-loaded")
 
         runs_out = _output(page, 0)
@@ -265,6 +265,22 @@ def test_lab(browser, res: Results, port: int, lab_dir: Path):
                                arg=[vitp.element_handle(), src_before], timeout=30000)
         res.check("lab: ViTP query slider shows another query's neighbours", vitp.locator(".widget-html").inner_text() != info_before)
         shot(vitp, "lab-vitp")
+
+        r3 = page.locator(".jp-OutputArea-output:has(.widget-slider)").last   # the last cell's: its progress bars are widgets too
+        r3.scroll_into_view_if_needed()
+        info = r3.locator(".widget-html").last                 # the text under the picture
+        info_before, src_before = info.inner_text(), r3.locator("img.widget-image").get_attribute("src")
+        r3.locator(".widget-slider [role=slider], .widget-slider .noUi-handle").nth(1).focus()   # the corruption level
+        page.keyboard.press("End")
+        page.wait_for_function("([el, old]) => el.querySelector('img.widget-image').src !== old && el.innerText.includes('level 1.0')",
+                               arg=[r3.element_handle(), src_before], timeout=60000)
+        info_after = info.inner_text()
+        conf = lambda t: float(re.search(r"visual confidence ([0-9.]+)", t).group(1))
+        res.check("lab: R3++ level slider corrupts the page and lowers its visual confidence",
+                  "level 0.0" in info_before and conf(info_after) < conf(info_before), f"{info_before[:200]!r} -> {info_after[:200]!r}")
+        named = r3.locator(".widget-html table tr td:first-child").all_inner_texts()
+        res.check("lab: R3++ explorer lists both indices' neighbours", {"text", "image"} <= set(named), str(named))
+        shot(r3, "lab-r3")
 
         res.check("lab: no console errors", not watch.errors, "; ".join(watch.errors[:5]))
         res.check("lab: no failed requests", not watch.failed, "; ".join(watch.failed[:5]))

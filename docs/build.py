@@ -8,7 +8,8 @@ any Sphinx warning. Pages:
   the lines in the repository);
 - the tutorials (`nbs/tutorials/`) and experiment notebooks (`nbs/experiments/`), each with an "Open in Colab" badge;
 - the params reference: every key of every schema file (the first file of a stack in `jobs.yaml`), its default and
-  the comment that documents it;
+  the comment that documents it; the build prints how many keys have no comment, and `python docs/build.py
+  --check-params` counts them in every params file and exits 1 if there are any;
 - the records gallery: every executed notebook under `runs/` with its outputs and plots, and a table of what
   each record is and recorded.
 Every link and badge to the repository is made from `git_url` and `branch` in settings.ini.
@@ -229,31 +230,73 @@ def schema_files() -> list[Path]:
 _KEY = re.compile(r"^(\s*)([A-Za-z0-9_.\-]+):(.*)$")
 
 
-def _comment(rest: str) -> str:
-    "The comment after a YAML value (outside quotes), or ''."
+def _split_comment(rest: str) -> tuple[str, str]:
+    "(the YAML value, the comment after it outside quotes or '')."
     quote = None
     for i, ch in enumerate(rest):
         if ch in "\"'" and quote in (None, ch): quote = None if quote else ch
-        elif ch == "#" and quote is None and (i == 0 or rest[i - 1] in " \t"): return rest[i + 1:].strip()
-    return ""
+        elif ch == "#" and quote is None and (i == 0 or rest[i - 1] in " \t"): return rest[:i].strip(), rest[i + 1:].strip()
+    return rest.strip(), ""
 
 
 def key_comments(path: Path) -> dict[str, str]:
-    "Dotted key → its documenting comment: the one after its value, else the comment lines right above it (not the file's header)."
+    """Dotted key → its documenting comment: the one after its value, else the comment lines right above it (not the
+    file's header). The keys of a `{...}` flow mapping (a table's rows, e.g. the tour summary's headlines) share
+    the comment of their line, else that of the nearest commented key above them in the tree."""
     out, stack, above, header = {}, [], [], True
-    for line in path.read_text(encoding="utf-8").splitlines():
+    text = path.read_text(encoding="utf-8")
+    tree = yaml.safe_load(text) or {}
+    depth = 0                                    # open brackets of a flow collection that spans lines
+    for line in text.splitlines():
         s = line.strip()
         if s.startswith("#"):
             if not header: above.append(s.lstrip("#").strip())
             continue
         header = False
+        if depth:                                # a continuation line of a flow collection: its keys were read with it
+            depth += _depth(_split_comment(line)[0]); continue
         m = _KEY.match(line)
         if not m or s.startswith("- "): above = []; continue
         indent, key = len(m.group(1)), m.group(2)
         stack = [(i, k) for i, k in stack if i < indent] + [(indent, key)]
-        out[".".join(k for _, k in stack)] = _comment(m.group(3)) or " ".join(above)
+        dotted, (value, comment) = ".".join(k for _, k in stack), _split_comment(m.group(3))
+        out[dotted], depth = comment or " ".join(above), _depth(value)
+        node = _node(tree, dotted)
+        if value.startswith("{") and isinstance(node, dict):
+            doc = next((out[a] for a in _ancestors(dotted) if out.get(a)), "")
+            out.update({f"{dotted}.{k}": doc for k in _flat(node)})
         above = []
     return out
+
+
+def _depth(value: str) -> int:
+    "Brackets `value` opens minus those it closes, outside quotes."
+    depth, quote = 0, None
+    for ch in value:
+        if ch in "\"'" and quote in (None, ch): quote = None if quote else ch
+        elif quote is None and ch in "{[": depth += 1
+        elif quote is None and ch in "}]": depth -= 1
+    return depth
+
+
+def _node(tree, dotted: str):
+    "The value at `dotted` in the loaded YAML `tree`; None where the path leaves nested mappings (a key inside a list)."
+    for k in dotted.split("."):
+        if not isinstance(tree, dict) or k not in tree: return None
+        tree = tree[k]
+    return tree
+
+
+def _ancestors(dotted: str) -> list[str]:
+    "`a.b.c`, `a.b`, `a`: the key and the keys above it, nearest first."
+    parts = dotted.split(".")
+    return [".".join(parts[:n]) for n in range(len(parts), 0, -1)]
+
+
+def undocumented(path: Path) -> list[str]:
+    "The keys of the params reference for `path` (its leaves) that have no comment."
+    comments = key_comments(path)
+    return [k for k in _flat(yaml.safe_load(path.read_text(encoding="utf-8")) or {}) if not comments.get(k)]
 
 
 def _flat(tree, prefix="") -> dict:
@@ -272,11 +315,31 @@ def _code_cell(text) -> str:
     return "`" + str(text).replace("|", "\\|").replace("`", "'").replace("\n", " ") + "`"
 
 
+def params_gaps(paths) -> tuple[int, dict[str, list[str]]]:
+    "(how many reference keys `paths` hold, path → its keys without a comment for the files that have any)."
+    total, gaps = 0, {}
+    for p in paths:
+        total += len(_flat(yaml.safe_load(p.read_text(encoding="utf-8")) or {}))
+        if keys := undocumented(p): gaps[p.relative_to(ROOT).as_posix()] = keys
+    return total, gaps
+
+
+def gaps_report(total: int, gaps: dict[str, list[str]], what: str) -> str:
+    "One line with the count of keys without a comment, then one line per file naming its first few."
+    n = sum(len(v) for v in gaps.values())
+    lines = [f"params: {n} of {total} {what} keys have no comment"]
+    lines += [f"  {rel}: {len(keys)} ({', '.join(keys[:4])}{', ...' if len(keys) > 4 else ''})" for rel, keys in gaps.items()]
+    return "\n".join(lines)
+
+
 def params_reference() -> str:
     "Markdown of every schema's keys: key, default, meaning."
+    total, gaps = params_gaps(schema_files())
+    missing = sum(len(v) for v in gaps.values())
     parts = ["# Params reference\n", "Every key of every params schema (the first file of a stack in `jobs.yaml`): its default "
              "and what it means, read from the file and its comments. Files stacked after a schema may change these "
              "keys only; an unknown key is an error that names the file and the closest valid key.\n"]
+    if missing: parts.append(f"{missing} of these {total} keys have no comment in their file yet.\n")
     for path in schema_files():
         rel = path.relative_to(ROOT).as_posix()
         comments, values = key_comments(path), _flat(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
@@ -389,6 +452,7 @@ def build(out: Path = SITE / "html", jobs: str = "1") -> int:
     t0 = time.time()
     write_static(SITE / "static")
     write_sources(SITE / "src")
+    print(gaps_report(*params_gaps(schema_files()), "schema"))
     cmd = [sys.executable, "-m", "sphinx", "-b", "html", "-W", "--keep-going", "-q", "-j", jobs, "-c", str(ROOT / "docs"),
            str(SITE / "src"), str(out)]
     rc = subprocess.run(cmd, cwd=ROOT).returncode
@@ -400,5 +464,11 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=SITE / "html", help="output folder (default _site/html)")
     ap.add_argument("-j", "--jobs", default="1", help="Sphinx worker processes (1 was faster than 2 on 2 cores)")
+    ap.add_argument("--check-params", action="store_true",
+                    help="build nothing: count the params keys without a comment (schemas, then every file under params/); exit 1 if any")
     a = ap.parse_args()
+    if a.check_params:
+        schema, every = params_gaps(schema_files()), params_gaps(sorted((ROOT / "params").rglob("*.yaml")))
+        print(gaps_report(*schema, "schema")); print(gaps_report(*every, "params/**.yaml"))
+        sys.exit(1 if every[1] else 0)
     sys.exit(build(a.out, a.jobs))
