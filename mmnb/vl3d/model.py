@@ -119,7 +119,7 @@ class Collate3D:
         c = self.vae_config
         counts = [n_tokens(it, c, self.max_3d_tokens) for it in items]
         convs = [shape_turns(it, k, self.template) for it, k in zip(items, counts)]
-        batch = chat_inputs(self.processor, convs if self.with_answers else [c[:-1] for c in convs], self.with_answers)
+        batch = chat_inputs(self.processor, convs if self.with_answers else [conv[:-1] for conv in convs], self.with_answers)
         if all(k == 0 for k in counts): return batch
         if "sdf" in items[0]:
             batch["sdf"] = torch.stack([torch.as_tensor(it["sdf"], dtype=torch.float32) for it in items])
