@@ -26,7 +26,7 @@ from .data import Sample, load_image, read_jsonl
 from .r3.model import R3Collate
 from .r3.retrieve import Retrieval, build_hint, data_paths, eval_encoders, neighbours, open_retrieval, query_vectors
 from .report import RunsBrowser
-from .vitp.evaluate_retrieval import gallery_index, search
+from .retrieval import flat_index, search
 from .vl3d.shapes import caption, plot_sdf, random_parts, shape_facts, shape_questions, shape_sdf
 from .vovnet.report import load_results
 
@@ -291,7 +291,7 @@ class RetrievalExplorer:
             if not len(x) == len(p) == len(l): raise ValueError(f"{what}: {len(x)} vectors, {len(p)} paths, {len(l)} labels; they must align")
         self.queries, self.qp, self.ql = np.asarray(queries, np.float32), list(query_paths), list(query_labels)
         self.gp, self.gl, self.k, self.metric = list(gallery_paths), list(gallery_labels), k, metric
-        self.index = gallery_index(np.asarray(gallery, np.float32), metric, gpu=False)
+        self.index = flat_index(np.asarray(gallery, np.float32), metric)
         self.query = W.IntSlider(value=0, min=0, max=len(self.qp) - 1, description="query", continuous_update=False)
         self.image, self.info = W.Image(format="png", layout={"max_width": "100%"}), W.HTML()
         self.query.observe(self._show, names="value")
@@ -300,7 +300,7 @@ class RetrievalExplorer:
 
     def ranked(self, q: int) -> list[int]:
         "Gallery rows of query `q`'s `k` nearest neighbours, nearest first."
-        return search(self.index, self.queries[q:q + 1], self.k, self.metric)[0].tolist()
+        return search(self.index, self.queries[q:q + 1], self.k, self.metric)[1][0].tolist()
 
     def _show(self, *_):
         q, rows = self.query.value, self.ranked(self.query.value)

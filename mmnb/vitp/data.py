@@ -17,9 +17,10 @@ from PIL import Image, ImageDraw
 
 from ..core import atomic_path, atomic_write, config_hash, did_you_mean, load_json, save_json
 from ..data import DataError, safe_path
+from ..embeds import check_turns
 
 # %% auto #0
-__all__ = ['META_KEYS', 'META_OPTIONAL', 'IMAGE_TAG', 'ROLES', 'JPEG_QUALITIES', 'TWIN_VERSION', 'TWIN_CLASSES', 'TWIN_SIZES',
+__all__ = ['META_KEYS', 'META_OPTIONAL', 'IMAGE_TAG', 'JPEG_QUALITIES', 'TWIN_VERSION', 'TWIN_CLASSES', 'TWIN_SIZES',
            'KIND_WORDS', 'GROUNDS', 'CLASS_PHRASES', 'SPLIT_CODES', 'read_meta', 'row_images', 'read_conversations',
            'repeated', 'pretrain_items', 'jpeg_degraded', 'draw_scene', 'region', 'scene_turns', 'conversation',
            'twin_config', 'make_twin']
@@ -66,7 +67,6 @@ def read_meta(path, base=None) -> dict:
 
 # %% ../../nbs/60_vitp.data.ipynb #ee2527d4
 IMAGE_TAG = "<image>"
-ROLES = ("human", "gpt")
 
 
 def row_images(row: Mapping) -> list[str]:
@@ -80,20 +80,8 @@ def _check_row(row, root: Path, where: str, check_images: bool) -> dict:
     im = row.get("image")
     if im is not None and not (isinstance(im, str) or (isinstance(im, list) and im and all(isinstance(x, str) for x in im))):
         raise DataError(f"{where}: 'image' must be a path or a non-empty list of paths, got {im!r}")
-    conv = row.get("conversations")
-    if not isinstance(conv, list) or len(conv) < 2:
-        raise DataError(f"{where}: 'conversations' must be a list of at least one human and one gpt turn, got {conv!r:.80}")
-    for i, turn in enumerate(conv):
-        want = ROLES[i % 2]
-        if not isinstance(turn, dict) or turn.get("from") != want:
-            got = turn.get("from") if isinstance(turn, dict) else turn
-            raise DataError(f"{where}: conversations[{i}]: expected a {want!r} turn (turns alternate human, gpt), got {got!r}")
-        if not isinstance(turn.get("value"), str):
-            raise DataError(f"{where}: conversations[{i}]: 'value' must be a string, got {turn.get('value')!r:.60}")
-        if want == "gpt" and IMAGE_TAG in turn["value"]: raise DataError(f"{where}: conversations[{i}]: {IMAGE_TAG} in a gpt turn")
-    if len(conv) % 2: raise DataError(f"{where}: conversations end with a human turn (no answer to learn)")
+    tags = check_turns(row.get("conversations"), where, IMAGE_TAG)
     images = row_images(row)
-    tags = sum(t["value"].count(IMAGE_TAG) for t in conv)
     if tags != len(images):
         raise DataError(f"{where}: {len(images)} image(s) but {tags} {IMAGE_TAG} placeholder(s) in the human turns")
     for rel in images:

@@ -38,7 +38,7 @@ def data_root(p: Params) -> Path:
 
 def load_samples(p: Params, split: str) -> list[Sample]:
     "The samples of `split` whose question type is in `p.data.qtypes` (test: at most `p.data.n_test`)."
-    rows = [s for s in load_split3d(data_root(p), split) if s.meta["qtype"] in p.data.qtypes]
+    rows = [s for s in load_split3d(data_root(p), split, p.data.shape_tag) if s.meta["qtype"] in p.data.qtypes]
     if not rows: raise ValueError(f"{data_root(p)}/{split}.jsonl holds no sample of the types data.qtypes = {list(p.data.qtypes)}")
     return rows[:p.data.n_test] if split == p.data.test_split and p.data.n_test else rows
 
@@ -155,7 +155,8 @@ def load_features(manifest) -> dict[str, dict]:
 def make_items(p: Params, samples: list[Sample], features: dict | None = None) -> list[dict]:
     "Training/eval items of `samples`: features from `features` (mode A) or SDF grids (mode B, `features` None)."
     base = [{"id": s.id, "qtype": s.meta["qtype"], "shape": s.meta["shape"], "question": s.question,
-             "answer": s.answers[0], "answers": s.answers} for s in samples]
+             "answer": s.answers[0], "answers": s.answers, **({"conversations": s.meta["conversations"]} if "conversations" in s.meta else {})}
+            for s in samples]
     if features is not None:
         return [{**b, "feats_3d": features[b["shape"]]["feats_3d"], "coords_3d": features[b["shape"]]["coords_3d"]} for b in base]
     grids = dict(zip(shape_list(samples), load_grids(data_root(p), shape_list(samples), p.data.res)))
