@@ -180,10 +180,11 @@ def plot_job_summary(summary: pd.DataFrame, title: str = ""):
 
 # %% ../nbs/06_report.ipynb #a00734ee
 def params_changes(schema: str | Path, *files: str | Path, overrides: Mapping | None = None) -> pd.DataFrame:
-    "The keys where `schema` stacked with `files` (and `overrides`) differs from `schema` alone: columns key, default, value."
+    "The keys where `schema` stacked with `files` (and `overrides`) differs from `schema` alone: columns key, default, value (a key inside an open mapping of the schema has default `(absent)`)."
     from mmnb.core import load_params
     default, stacked = load_params(schema).flat(), load_params(schema, *files, overrides=overrides).flat()
-    rows = [(k, default[k], v) for k, v in stacked.items() if json.dumps(v, default=str) != json.dumps(default[k], default=str)]
+    same = lambda k, v: k in default and json.dumps(v, default=str) == json.dumps(default[k], default=str)
+    rows = [(k, default.get(k, "(absent)"), v) for k, v in stacked.items() if not same(k, v)]
     return pd.DataFrame(rows, columns=["key", "default", "value"])
 
 # %% ../nbs/06_report.ipynb #c041
