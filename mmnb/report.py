@@ -4,10 +4,11 @@
 
 # %% auto #0
 __all__ = ['ok_runs', 'summary_table', 'format_summary', 'plot_curves', 'pareto_front', 'plot_pareto', 'save_fig', 'show_samples',
-           'papermill_overhead', 'job_summary', 'plot_job_summary', 'RunsBrowser']
+           'papermill_overhead', 'job_summary', 'plot_job_summary', 'params_changes', 'RunsBrowser']
 
 # %% ../nbs/06_report.ipynb #c003
 import html
+import json
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -176,6 +177,15 @@ def plot_job_summary(summary: pd.DataFrame, title: str = ""):
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     return fig
+
+# %% ../nbs/06_report.ipynb #a00734ee
+def params_changes(schema: str | Path, *files: str | Path, overrides: Mapping | None = None) -> pd.DataFrame:
+    "The keys where `schema` stacked with `files` (and `overrides`) differs from `schema` alone: columns key, default, value (a key inside an open mapping of the schema has default `(absent)`)."
+    from mmnb.core import load_params
+    default, stacked = load_params(schema).flat(), load_params(schema, *files, overrides=overrides).flat()
+    same = lambda k, v: k in default and json.dumps(v, default=str) == json.dumps(default[k], default=str)
+    rows = [(k, default.get(k, "(absent)"), v) for k, v in stacked.items() if not same(k, v)]
+    return pd.DataFrame(rows, columns=["key", "default", "value"])
 
 # %% ../nbs/06_report.ipynb #c041
 _BASE = ["job", "name", "path", "status", "duration_s", "started"]
