@@ -27,9 +27,10 @@ from ..data import dejavu_font
 from ..core import require
 
 # %% auto #0
-__all__ = ['qrcode', 'reedsolo', 'zxingcpp', 'MIN_CELL', 'MIN_PALETTE_DISTANCE', 'MAX_TEXT_BYTES', 'CODECS', 'DecodeError',
-           'CapacityError', 'Codec', 'cost', 'TextCodec', 'wrap_lines', 'RenderCodec', 'default_palette',
-           'CodebookCodec', 'find_frame', 'qr_capacity', 'QRCodec', 'get_codec', 'fill_page', 'capacity_table']
+__all__ = ['qrcode', 'reedsolo', 'zxingcpp', 'MIN_CELL', 'MIN_PALETTE_DISTANCE', 'MAX_TEXT_BYTES', 'FRAME_AT', 'FRAME_PX',
+           'CODECS', 'DecodeError', 'CapacityError', 'Codec', 'cost', 'TextCodec', 'wrap_lines', 'RenderCodec',
+           'default_palette', 'CodebookCodec', 'find_frame', 'qr_capacity', 'QRCodec', 'CodebookReadCodec', 'mono_font',
+           'grid_lines', 'RenderGridCodec', 'get_codec', 'fill_page', 'capacity_table']
 
 # %% ../../nbs/30_codecs.carriers.ipynb #bc85a7a3
 # the carriers' own libraries: an import error names the `codecs` extra that installs them
@@ -223,6 +224,7 @@ MIN_CELL = 3
 MIN_PALETTE_DISTANCE = 60.0
 MAX_TEXT_BYTES = 64 * 2 ** 20   # a decoded message may not inflate beyond this (zlib-bomb guard)
 _MAGIC, _VERSION, _FLAG_ZLIB = b"CB", 1, 1
+_READ_MAGIC = b"CR"                       # the model-facing layout (`codebook-read`) writes the same header under its own magic
 _HEADER = struct.Struct(">2sBBBBHHIII")  # magic, version, flags, bits, nsym, page, pages, chunk_len, msg_len, msg_crc
 _HEADER_BYTES = _HEADER.size + 2          # + CRC-16 of the fields
 
@@ -482,11 +484,11 @@ def _sample_cells(a: np.ndarray, centres: np.ndarray, w: int) -> np.ndarray:
 def _nearest(samples: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     return np.argmin(((samples[:, None, :] - centroids[None]) ** 2).sum(-1), 1)
 
-def _parse_header(bits: np.ndarray) -> tuple | None:
+def _parse_header(bits: np.ndarray, magic: bytes = _MAGIC) -> tuple | None:
     raw = np.packbits(bits.astype(np.uint8)).tobytes()
     if binascii.crc_hqx(raw[:-2], 0xFFFF) != struct.unpack(">H", raw[-2:])[0]: return None
     h = _HEADER.unpack(raw[:-2])
-    return h if h[0] == _MAGIC and h[1] == _VERSION else None
+    return h if h[0] == magic and h[1] == _VERSION else None
 
 # %% ../../nbs/30_codecs.carriers.ipynb #c041
 def _read_codebook_page(self: CodebookCodec, img: Image.Image) -> tuple[tuple, bytes]:
@@ -540,11 +542,11 @@ def _unpack_message(msg: bytes, compressed: bool) -> str:
     try: return msg.decode("utf-8")
     except UnicodeDecodeError as e: raise DecodeError(f"payload is not UTF-8 text: {e}") from e
 
-def _decode_codebook(self: CodebookCodec, carrier) -> str:
-    "`CodebookCodec.decode`: read every page, check they form one whole message, verify and unpack it."
+def _join_pages(read, carrier) -> str:
+    "The text of the pages `carrier`, each read by `read(img) -> (header fields, chunk)`: check they form one whole message, verify and unpack it."
     chunks, meta = {}, set()
     for i, img in enumerate(_as_pages(carrier)):
-        try: hdr, chunk = _read_codebook_page(self, img)
+        try: hdr, chunk = read(img)
         except DecodeError as e: raise DecodeError(f"page {i}: {e}") from e
         meta.add((hdr[2], hdr[6], hdr[8], hdr[9]))
         chunks[hdr[5]] = chunk
@@ -554,6 +556,10 @@ def _decode_codebook(self: CodebookCodec, carrier) -> str:
     msg = b"".join(chunks[i] for i in range(pages))
     if len(msg) != msg_len or zlib.crc32(msg) != crc: raise DecodeError("message CRC mismatch after error correction")
     return _unpack_message(msg, bool(flags & _FLAG_ZLIB))
+
+def _decode_codebook(self: CodebookCodec, carrier) -> str:
+    "`CodebookCodec.decode`: read every page, check they form one whole message, verify and unpack it."
+    return _join_pages(functools.partial(_read_codebook_page, self), carrier)
 
 # %% ../../nbs/30_codecs.carriers.ipynb #c051
 _QR_EC = {"L": qrcode.constants.ERROR_CORRECT_L, "M": qrcode.constants.ERROR_CORRECT_M,
@@ -646,8 +652,246 @@ class QRCodec(Codec):
         if zlib.crc32(msg) != crc: raise DecodeError("message CRC mismatch")
         return _unpack_message(msg, bool(flags & _FLAG_ZLIB))
 
+# %% ../../nbs/30_codecs.carriers.ipynb #affc2755
+FRAME_AT, FRAME_PX = 12, 4   # the model-facing layouts' finder frame: 4 px wide, 12 px in from the page edge
+
+def _check_unit(codec: str, unit: int, part: int, what: str):
+    _check_int(codec, "unit", unit, FRAME_AT + FRAME_PX + 4)
+    if unit % part: raise ValueError(f"codec {codec!r}: {what}={part} does not divide unit={unit} px (one merged patch)")
+
+@dataclass(frozen=True)
+class CodebookReadCodec(Codec):
+    """A model-facing codebook: the UTF-8 bytes in reading order, `per_patch` of them in fixed `cell`-px cells of every
+    `unit`-px merged patch; no zlib; Reed–Solomon parity (`nsym` bytes per `block` data bytes) in patch rows after the data."""
+    name: ClassVar[str] = "codebook-read"
+    width: int = 16
+    max_rows: int = 16
+    unit: int = 28
+    cell: int = 4
+    bits: int = 3
+    nsym: int = 16
+    block: int = 128
+    max_pages: int = 16
+    calib_reps: int = 2
+
+    def __post_init__(self):
+        for k, lo, hi in (("width", 3, None), ("max_rows", 4, None), ("bits", 1, 6), ("nsym", 0, 128),
+                          ("max_pages", 1, 65535), ("calib_reps", 1, 16)):
+            _check_int(self.name, k, getattr(self, k), lo, hi)
+        _check_int(self.name, "block", self.block, 1, 255 - self.nsym)
+        _check_int(self.name, "cell", self.cell, MIN_CELL)
+        _check_unit(self.name, self.unit, self.cell, "cell")
+        if self.per_patch < 1: raise ValueError(f"codec 'codebook-read': a {self.unit}-px patch of {self.cell}-px cells "
+                                                f"at bits={self.bits} holds no whole byte")
+        if self.page_capacity < 1:
+            raise ValueError(f"codec 'codebook-read': {self.width}x{self.max_rows} patches leave no room for data")
+
+    @property
+    def colors(self) -> np.ndarray: return default_palette(self.bits)
+
+    @property
+    def k(self) -> int: return self.unit // self.cell   # cells per patch side
+
+    @property
+    def per_patch(self) -> int: return self.k * self.k * self.bits // 8
+
+    @property
+    def header_rows(self) -> int:
+        "Patch rows of the two header copies (1 bit per cell) and the calibration strip."
+        return math.ceil((2 * _HEADER_BYTES * 8 + 2 ** self.bits * self.calib_reps) / ((self.width - 2) * self.k ** 2))
+
+    def _parity_len(self, n: int) -> int: return math.ceil(n / self.block) * self.nsym
+
+    def _rows(self, n: int) -> tuple[int, int]:
+        "(data patch rows, parity patch rows) for a chunk of `n` bytes."
+        per_row = (self.width - 2) * self.per_patch
+        return max(1, math.ceil(n / per_row)), math.ceil(self._parity_len(n) / per_row)
+
+    def page_height(self, n: int) -> int:
+        "Patch rows of a page carrying `n` bytes: frame ring, header rows, data rows, parity rows."
+        return 2 + self.header_rows + sum(self._rows(n))
+
+    @functools.cached_property
+    def page_capacity(self) -> int:
+        "Text bytes one page of at most `max_rows` patch rows carries."
+        lo, hi = 0, (self.width - 2) * self.max_rows * self.per_patch
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if self.page_height(mid) <= self.max_rows: lo = mid
+            else: hi = mid - 1
+        return lo
+
+    def _plan(self, text: str) -> tuple[bytes, int]:
+        msg, cap = _check_text(text).encode("utf-8"), self.page_capacity
+        pages = max(1, math.ceil(len(msg) / cap))
+        if pages > self.max_pages:
+            raise CapacityError(f"codebook-read: the text is {len(msg)} bytes, but max_pages={self.max_pages} page(s) fit "
+                                f"{self.max_pages * cap} bytes ({cap} per page of {self.width}x{self.max_rows} patches)")
+        return msg, pages
+
+    def cells(self, row0: int, rows: int) -> np.ndarray:
+        "(x, y) px centres of the cells of patch rows `row0`.. in reading order: patch by patch, cells in raster order within a patch."
+        r, c, i, j = np.meshgrid(np.arange(row0, row0 + rows), np.arange(1, self.width - 1), np.arange(self.k),
+                                 np.arange(self.k), indexing="ij")
+        return np.stack([c * self.unit + (j + 0.5) * self.cell, r * self.unit + (i + 0.5) * self.cell], -1).reshape(-1, 2)
+
+    def _bytes_to_cells(self, data: bytes, rows: int) -> np.ndarray:
+        "Symbols of the cells of `rows` patch rows carrying `data`, `per_patch` bytes per patch; unused cells light."
+        n_patch, kk = rows * (self.width - 2), self.k ** 2
+        if not n_patch: return np.zeros(0, np.int64)
+        padded = np.frombuffer(data.ljust(n_patch * self.per_patch, b"\0"), np.uint8).reshape(n_patch, self.per_patch)
+        sym = np.stack([_to_symbols(p.tobytes(), self.bits, kk) for p in padded]).ravel()
+        used = math.ceil(len(data) / self.per_patch)
+        sym[used * kk:] = np.argmax(_luma(self.colors.astype(float)))
+        return sym
+
+    def _cells_to_bytes(self, sym: np.ndarray, n: int) -> bytes:
+        kk = self.k ** 2
+        return b"".join(_from_symbols(s, self.bits, self.per_patch) for s in sym.reshape(-1, kk))[:n]
+
+    def _parity(self, chunk: bytes) -> bytes:
+        if not self.nsym: return b""
+        rs = _rs(self.nsym)
+        return b"".join(bytes(rs.encode(chunk[i:i + self.block])[-self.nsym:]) for i in range(0, len(chunk), self.block))
+
+    def encode(self, text: str) -> list[Image.Image]:
+        msg, pages = self._plan(text)
+        cap, crc = self.page_capacity, zlib.crc32(msg)
+        return [self._draw(msg[i * cap:(i + 1) * cap], i, pages, len(msg), crc) for i in range(pages)]
+
+    def _draw(self, chunk: bytes, index: int, pages: int, msg_len: int, crc: int) -> Image.Image:
+        pal, luma, hr = self.colors, _luma(self.colors.astype(float)), self.header_rows
+        drows, prows = self._rows(len(chunk))
+        H = self.page_height(len(chunk))
+        hdr = _HEADER.pack(_READ_MAGIC, _VERSION, 0, self.bits, self.nsym, index, pages, len(chunk), msg_len, crc)
+        hdr += struct.pack(">H", binascii.crc_hqx(hdr, 0xFFFF))
+        hbits = np.where(np.unpackbits(np.frombuffer(hdr, np.uint8)) == 1, np.argmin(luma), np.argmax(luma))
+        head = np.full(len(self.cells(1, hr)), np.argmax(luma))
+        ncal = 2 ** self.bits * self.calib_reps
+        head[:len(hbits)] = head[len(hbits) + ncal:2 * len(hbits) + ncal] = hbits
+        head[len(hbits):len(hbits) + ncal] = np.tile(np.arange(2 ** self.bits), self.calib_reps)
+        sym = np.concatenate([head, self._bytes_to_cells(chunk, drows), self._bytes_to_cells(self._parity(chunk), prows)])
+        xy = self.cells(1, hr + drows + prows)
+        img = np.full((H * self.unit, self.width * self.unit, 3), 255, np.uint8)
+        a, b = FRAME_AT, FRAME_AT + FRAME_PX
+        img[a:b, a:-a] = img[-b:-a, a:-a] = img[a:-a, a:b] = img[a:-a, -b:-a] = 0
+        x0, y0 = (xy - self.cell / 2).astype(int).T
+        for dy in range(self.cell):
+            for dx in range(self.cell): img[y0 + dy, x0 + dx] = pal[sym]
+        return Image.fromarray(img)
+
+    def decode(self, carrier) -> str:
+        "The text on the pages `carrier` (any order); DecodeError when a page is missing, foreign or unreadable."
+        return _join_pages(self._read, carrier)
+
+    def _read(self, img: Image.Image) -> tuple[tuple, bytes]:
+        "(header fields, text chunk) of one page; DecodeError when it is not one or is too damaged."
+        u, W, K = self.unit, self.width, 2 ** self.bits
+        H = round(W * img.height / img.width)
+        if not 4 <= H <= self.max_rows:
+            raise DecodeError(f"a {img.width}x{img.height} image is not a codebook-read page {W} patches wide, "
+                              f"at most {self.max_rows} tall")
+        corners = find_frame(img, run=2)
+        a, x1, y1 = FRAME_AT, W * u - FRAME_AT, H * u - FRAME_AT
+        design = np.array([[a, a], [x1, a], [x1, y1], [a, y1]], float)
+        sides = np.linalg.norm(np.roll(corners, -1, 0) - corners, axis=1) / np.linalg.norm(np.roll(design, -1, 0) - design, axis=1)
+        scale = img.width / (W * u)
+        if not np.all(np.abs(sides / scale - 1) < 0.15):
+            raise DecodeError(f"finder frame has the wrong size ({np.round(sides / scale, 2).tolist()} of the layout's): "
+                              f"not a codebook-read page with width={W}, unit={u}")
+        hom, arr = _homography(design, corners), np.asarray(img.convert("RGB"), np.float32)
+        sample = lambda xy: _sample_cells(arr, _apply(hom, xy), max(1, round(self.cell * scale) // 2))
+        s, nh, ncal = sample(self.cells(1, self.header_rows)), _HEADER_BYTES * 8, K * self.calib_reps
+        cal = np.median(s[nh:nh + ncal].reshape(self.calib_reps, K, 3), 0)
+        pal_luma = _luma(self.colors.astype(float))
+        thr = (_luma(cal[np.argmin(pal_luma)]) + _luma(cal[np.argmax(pal_luma)])) / 2
+        la, lb = _luma(s[:nh]), _luma(s[nh + ncal:2 * nh + ncal])
+        hdr = (_parse_header(la < thr, _READ_MAGIC) or _parse_header(lb < thr, _READ_MAGIC)
+               or _parse_header((la + lb) / 2 < thr, _READ_MAGIC))
+        if hdr is None: raise DecodeError("no valid codebook-read header (both copies fail their CRC): not such a page, or too damaged")
+        _, _, _, bits, nsym, index, pages, n, _, _ = hdr
+        if (bits, nsym) != (self.bits, self.nsym):
+            raise DecodeError(f"page written with bits={bits}, nsym={nsym}; this decoder has bits={self.bits}, nsym={self.nsym}")
+        if n > self.page_capacity or index >= pages or self.page_height(n) != H:
+            raise DecodeError(f"inconsistent header: a chunk of {n} bytes, page {index} of {pages}, on {H} patch rows")
+        drows, prows = self._rows(n)
+        body = sample(self.cells(1 + self.header_rows, drows + prows))
+        sym = _nearest(body, cal)
+        for _ in range(2):  # refine the calibrated colours on the page's own cells (a k-means step)
+            means = np.array([body[sym == c].mean(0) if (sym == c).sum() >= 3 else cal[c] for c in range(K)])
+            sym = _nearest(body, means)
+        nd = drows * (W - 2) * self.k ** 2
+        data, parity = self._cells_to_bytes(sym[:nd], n), self._cells_to_bytes(sym[nd:], self._parity_len(n))
+        if not self.nsym: return hdr, data
+        out, rs = [], _rs(self.nsym)
+        for b, i in enumerate(range(0, n, self.block)):
+            try: out.append(bytes(rs.decode(bytearray(data[i:i + self.block] + parity[b * self.nsym:(b + 1) * self.nsym]))[0]))
+            except reedsolo.ReedSolomonError as e: raise DecodeError(f"block {b}: more cell errors than RS(nsym={self.nsym}) corrects") from e
+        return hdr, b"".join(out)
+
+# %% ../../nbs/30_codecs.carriers.ipynb #9457b27d
+@functools.lru_cache(maxsize=32)
+def mono_font(size: int) -> ImageFont.FreeTypeFont:
+    "matplotlib's bundled DejaVu Sans Mono at `size` px."
+    from matplotlib import font_manager
+    path = font_manager.findfont(font_manager.FontProperties(family="DejaVu Sans Mono"), fallback_to_default=False)
+    return ImageFont.truetype(path, size)
+
+def grid_lines(text: str, cols: int) -> list[str]:
+    "`text` hard-wrapped at `cols` characters (no word wrap: character i of a line sits in column i); newlines kept, tabs expanded."
+    return [para[i:i + cols] for para in text.expandtabs(4).split("\n") for i in range(0, max(len(para), 1), cols)]
+
+@dataclass(frozen=True)
+class RenderGridCodec(Codec):
+    """Text in DejaVu Sans Mono on a character grid locked to the merged patches: every `unit`-px patch holds `lines`
+    lines of `chars` characters in fixed cells, the font as large as the cells allow; pages as tall as the text needs."""
+    name: ClassVar[str] = "render-grid"
+    decodable: ClassVar[bool] = False
+    width: int = 16
+    max_rows: int = 16
+    unit: int = 28
+    chars: int = 4
+    lines: int = 2
+    max_pages: int = 16
+
+    def __post_init__(self):
+        for k, lo in (("width", 1), ("max_rows", 1), ("chars", 1), ("lines", 1), ("max_pages", 1)):
+            _check_int(self.name, k, getattr(self, k), lo)
+        _check_unit(self.name, self.unit, self.chars, "chars")
+        _check_unit(self.name, self.unit, self.lines, "lines")
+        if self.font_size < 4:
+            raise ValueError(f"codec 'render-grid': {self.chars}x{self.lines} characters per {self.unit}-px patch "
+                             f"leave cells of {self.unit // self.chars}x{self.unit // self.lines} px, too small for a 4-px font")
+
+    @functools.cached_property
+    def font_size(self) -> int:
+        "The largest font size whose glyphs fit a character cell (advance within its width, ascent + descent within its height)."
+        w, h = self.unit // self.chars, self.unit // self.lines
+        fits = lambda s: mono_font(s).getlength("M") <= w and sum(mono_font(s).getmetrics()) <= h + 1
+        return max((s for s in range(3, 3 * self.unit) if fits(s)), default=3)
+
+    def _plan(self, text: str) -> list[list[str]]:
+        lines, n = grid_lines(_check_text(text), self.width * self.chars), self.max_rows * self.lines
+        pages = max(1, math.ceil(len(lines) / n))
+        if pages > self.max_pages:
+            raise CapacityError(f"render-grid: the text wraps to {len(lines)} lines = {pages} pages, but max_pages="
+                                f"{self.max_pages} pages hold {self.max_pages * n} lines ({n} of {self.width * self.chars} characters per page)")
+        return [lines[p * n:(p + 1) * n] for p in range(pages)]
+
+    def encode(self, text: str) -> list[Image.Image]:
+        out, font, (w, h) = [], mono_font(self.font_size), (self.unit // self.chars, self.unit // self.lines)
+        for page_lines in self._plan(text):
+            rows = max(1, math.ceil(len(page_lines) / self.lines))
+            img = Image.new("RGB", (self.width * self.unit, rows * self.unit), "white")
+            draw = ImageDraw.Draw(img)
+            for i, line in enumerate(page_lines):
+                for j, ch in enumerate(line):
+                    if ch != " ": draw.text((j * w + w / 2, i * h + h / 2), ch, font=font, fill="black", anchor="mm")
+            out.append(img)
+        return out
+
 # %% ../../nbs/30_codecs.carriers.ipynb #c056
-CODECS: dict[str, type[Codec]] = {c.name: c for c in (TextCodec, RenderCodec, CodebookCodec, QRCodec)}
+CODECS: dict[str, type[Codec]] = {c.name: c for c in (TextCodec, RenderCodec, CodebookCodec, QRCodec, CodebookReadCodec, RenderGridCodec)}
 
 def get_codec(name: str, **params) -> Codec:
     "The codec registered as `name` built with `params`; unknown names and parameters raise, listing the valid ones."
