@@ -15,8 +15,8 @@ from ..metrics import edit_similarity, json_exact_match, json_structural_f1, nee
 
 # %% auto #0
 __all__ = ['BUCKETS', 'FILL_MIN', 'NOUNS', 'ADJECTIVES', 'VERBS', 'PLACES', 'DEFAULT_PROMPTS', 'TASKS', 'bucket_tokens',
-           'count_tokens', 'random_json', 'needle_haystack', 'json_restore_sample', 'needle_sample', 'get_task',
-           'make_samples', 'task_scores']
+           'count_tokens', 'random_json', 'needle_haystack', 'json_restore_sample', 'needle_sample',
+           'transcribe_sample', 'get_task', 'make_samples', 'task_scores']
 
 # %% ../../nbs/31_codecs.tasks.ipynb #c006
 BUCKETS: dict[str, int] = {"512": 512, "1k": 1024, "2k": 2048, "4k": 4096, "8k": 8192, "16k": 16384}
@@ -150,6 +150,7 @@ DEFAULT_PROMPTS = {
     "json_restore": "The image(s) above carry a JSON document. Write the document out exactly, as JSON, and nothing else.",
     "needle": "The context above contains a sentence 'The secret code for ... is ...'. What is the secret code for {key}? "
               "Answer with the code only.",
+    "transcribe": "Write out the text above exactly, and nothing else.",
 }
 
 def json_restore_sample(bucket: str | int, tokenizer, seed: int = 0, index: int = 0, split: str = "test",
@@ -171,9 +172,19 @@ def needle_sample(bucket: str | int, tokenizer, seed: int = 0, index: int = 0, s
                   meta=dict(task="needle", context=text, bucket=str(bucket), budget=budget, tokens=n, seed=seed, index=index,
                             depth=depth, key=key))
 
+def transcribe_sample(bucket: str | int, tokenizer, seed: int = 0, index: int = 0, split: str = "test",
+                      prompt: str | None = None) -> Sample:
+    "A transcription `Sample`: context (`meta['context']`) = filler prose of `bucket` tokens (no needle), answer = the same text."
+    budget = bucket_tokens(bucket)
+    rng = _rng("transcribe", seed, index, budget)
+    _, text, n = _fill(lambda: _sentence(rng), lambda: _sentence(rng), " ".join, budget, tokenizer, "the prose")
+    return Sample(id=f"transcribe-{bucket}-{split}-{seed}-{index}", dataset="transcribe", split=split, image=None,
+                  question=prompt or DEFAULT_PROMPTS["transcribe"], answers=[text],
+                  meta=dict(task="transcribe", context=text, bucket=str(bucket), budget=budget, tokens=n, seed=seed, index=index))
 TASKS: dict[str, dict] = {
     "json_restore": dict(make=json_restore_sample, metrics=(json_exact_match, json_structural_f1, edit_similarity), max_new_tokens=lambda s: s.meta["tokens"] + 32),
     "needle": dict(make=needle_sample, metrics=(needle_hit,), max_new_tokens=lambda s: 32),
+    "transcribe": dict(make=transcribe_sample, metrics=(edit_similarity,), max_new_tokens=lambda s: s.meta["tokens"] + 32),
 }
 
 def get_task(name: str) -> dict:
