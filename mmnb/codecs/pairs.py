@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from .carriers import CapacityError, Codec, DecodeError, get_codec
 from .tasks import BUCKETS, TASKS, bucket_tokens, get_task
-from ..core import Params, ParamsError, atomic_path, atomic_write, conform, config_hash, did_you_mean
+from ..core import Params, ParamsError, _nest, atomic_path, atomic_write, conform, config_hash, did_you_mean
 from ..corruption import LEVELS, degrade_pages, level_params
 from ..data import Sample
 from ..models import PRESETS, SIZES
@@ -106,13 +106,7 @@ def curriculum_phases(p: Params) -> list[tuple[str, Params]]:
         for k in sets:
             if str(k).split(".")[0] in _PHASE_FIXED: raise ValueError(f"{where}.set: {k!r} cannot change within a curriculum")
         if p.model.lora.enabled: raise ValueError(f"{where}: a curriculum needs a full fine-tune (model.lora.enabled: false)")
-        nested = {}
-        for k, v in {**sets, "train.max_steps": ph["max_steps"]}.items():
-            *parents, leaf = str(k).split(".")
-            d = nested
-            for part in parents: d = d.setdefault(part, {})
-            d[leaf] = v
-        try: pp = Params(conform(nested, {**p, "curriculum": []}, f"{where}.set"))
+        try: pp = Params(conform(_nest({**sets, "train.max_steps": ph["max_steps"]}), {**p, "curriculum": []}, f"{where}.set"))
         except ParamsError as e: raise ValueError(str(e)) from None
         out.append((str(ph["name"]), check_params(pp)))
     return out

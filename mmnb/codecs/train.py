@@ -27,7 +27,11 @@ class PairItems(torch.utils.data.Dataset):
     def __getitem__(self, i):
         r = self.pairs[i]
         return {"image": load_pages(r), "prompt": r["prompt"], "answer": r["target"]}
+
+
 _NOT_IDENTITY = ("resume_from", "log_every", "save_every", "num_workers")
+
+
 def train_dir(p: Params, codec_name: str) -> Path:
     "Folder of `codec_name`'s trained model, named by a hash of what determines it (the curriculum too, when there is one)."
     key = dict(seed=p.seed, model=p.model, train={k: v for k, v in p.train.items() if k not in _NOT_IDENTITY},
@@ -35,16 +39,24 @@ def train_dir(p: Params, codec_name: str) -> Path:
                prompt=p.prompt, task_prompts={t: p.tasks[t].prompt for t in p.data.train.tasks})
     if p.curriculum: key["curriculum"] = p.curriculum
     return Path(p.work_dir) / "train" / _slug(codec_name) / config_hash(key)
+
+
 def trained_path(p: Params, codec_name: str) -> Path:
     "The trained model of `codec_name`: its LoRA adapter folder, or its full weights file."
     return stage_weights(train_dir(p, codec_name), p.model.lora.enabled)
+
+
 def _train_on_pairs(p: Params, codec_name: str, model, processor, out_dir: Path, info: dict):
     "(model, metrics): `model` trained on `p`'s pairs of `codec_name` into `out_dir` (skipped when finished there)."
     with process_state().main_process_first(): pairs = train_pairs(p, codec_name, processor)
     info = dict(codec=codec_name, codec_label=build_codec(codec_name, p.codecs[codec_name]).label,
                 mode="lora" if p.model.lora.enabled else "full", n_train=len(pairs), **info)
     return train_stage(out_dir, model, PairItems(pairs), VQACollate(processor), p.train, seed=p.seed, lora=p.model.lora, info=info)
+
+
 _PHASE_RESULTS = ("steps", "final_loss", "loss_history", "wall_time_s", "n_train", "skipped")
+
+
 def run_train(p: Params, codec_name: str) -> dict:
     """Train the model of `codec_name` on its pairs, after the phases of `p.curriculum` (each from the previous one's
     weights); skip what is finished, resume from the newest checkpoint when interrupted."""
