@@ -21,14 +21,15 @@ from tqdm.auto import tqdm
 
 from .carriers import CapacityError, Codec, DecodeError, get_codec
 from .tasks import BUCKETS, TASKS, bucket_tokens, get_task
-from ..core import Params, atomic_path, atomic_write, config_hash, did_you_mean
+from ..core import Params, ParamsError, _nest, atomic_path, atomic_write, conform, config_hash, did_you_mean
 from ..corruption import LEVELS, degrade_pages, level_params
 from ..data import Sample
 from ..models import PRESETS, SIZES
 
 # %% auto #0
-__all__ = ['ADAPTERS', 'PAIRS_FILE', 'build_codec', 'check_params', 'aug_seed', 'encode_sample', 'pair_prompt', 'reference_exact',
-           'make_pair', 'build_pairs', 'load_pairs', 'load_pages', 'pairs_for', 'train_pairs', 'carrier_gallery']
+__all__ = ['ADAPTERS', 'PHASE_KEYS', 'PAIRS_FILE', 'build_codec', 'check_params', 'curriculum_phases', 'aug_seed',
+           'encode_sample', 'pair_prompt', 'reference_exact', 'make_pair', 'build_pairs', 'load_pairs', 'load_pages',
+           'pairs_for', 'train_pairs', 'carrier_gallery']
 
 # %% ../../nbs/32_codecs.pairs.ipynb #c006
 ADAPTERS = ("none", "trained")  # the sweep's model conditions: the base model, and the train stage's model
@@ -86,7 +87,29 @@ def check_params(p: Params) -> Params:
         missing = [c for c in p.sweep.codecs if c not in p.data.train.codecs]
         if missing: raise ValueError(f"sweep.adapters has 'trained' but data.train.codecs trains no model for {missing}; "
                                      "add them there, set eval.lora_path, or drop 'trained'")
+    curriculum_phases(p)
     return p
+
+# %% ../../nbs/32_codecs.pairs.ipynb #e8a5693e
+PHASE_KEYS = ("name", "max_steps", "set")
+_PHASE_FIXED = ("seed", "model", "work_dir", "results_dir", "sweep", "eval", "launch", "curriculum")
+def curriculum_phases(p: Params) -> list[tuple[str, Params]]:
+    "(name, params) of each phase of `p.curriculum`, in order: `p` with the phase's `set` overrides, its `max_steps` and no curriculum."
+    out = []
+    for i, ph in enumerate(p.curriculum):
+        where = f"curriculum[{i}]"
+        if not isinstance(ph, Mapping) or set(ph) - set(PHASE_KEYS) or not {"name", "max_steps"} <= set(ph):
+            raise ValueError(f"{where}: a phase is a mapping with keys {list(PHASE_KEYS)} (name and max_steps required), got {ph!r}")
+        if isinstance(ph["max_steps"], bool) or not isinstance(ph["max_steps"], int) or ph["max_steps"] < 1:
+            raise ValueError(f"{where}.max_steps: expected a positive int, got {ph['max_steps']!r}")
+        sets = dict(ph.get("set") or {})
+        for k in sets:
+            if str(k).split(".")[0] in _PHASE_FIXED: raise ValueError(f"{where}.set: {k!r} cannot change within a curriculum")
+        if p.model.lora.enabled: raise ValueError(f"{where}: a curriculum needs a full fine-tune (model.lora.enabled: false)")
+        try: pp = Params(conform(_nest({**sets, "train.max_steps": ph["max_steps"]}), {**p, "curriculum": []}, f"{where}.set"))
+        except ParamsError as e: raise ValueError(str(e)) from None
+        out.append((str(ph["name"]), check_params(pp)))
+    return out
 
 # %% ../../nbs/32_codecs.pairs.ipynb #c009
 def aug_seed(sample_id: str) -> int:

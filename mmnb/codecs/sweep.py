@@ -27,8 +27,9 @@ from ..stage import build_model, sharded_map
 from ..train import process_state
 
 # %% auto #0
-__all__ = ['CELL_KEYS', 'RESULT_METRICS', 'sweep_cells', 'model_source', 'cell_key', 'sweep_dir', 'model_for', 'predict_pairs',
-           'aggregate', 'read_rows', 'complete_cells', 'with_all_metrics', 'run_sweep', 'publish', 'reading_check']
+__all__ = ['CELL_KEYS', 'RESULT_METRICS', 'READ_TASKS', 'sweep_cells', 'model_source', 'cell_key', 'sweep_dir', 'model_for',
+           'predict_pairs', 'aggregate', 'read_rows', 'complete_cells', 'with_all_metrics', 'run_sweep', 'publish',
+           'reading_check']
 
 # %% ../../nbs/34_codecs.sweep.ipynb #c033
 CELL_KEYS = ("adapter", "codec", "task", "bucket", "aug")
@@ -169,10 +170,11 @@ def publish(files: Sequence, dest_dir) -> list[Path]:
     return [atomic_write(Path(dest_dir) / Path(f).name, Path(f).read_bytes()) for f in files]
 
 # %% ../../nbs/34_codecs.sweep.ipynb #c044b
+READ_TASKS = ("json_restore", "transcribe")  # tasks whose answer is the whole context
 def reading_check(rows: pd.DataFrame, k: int = 16) -> pd.DataFrame:
-    "Per JSON-restore cell of one grid's `rows`, over its first `k` rows: edit similarity to the own target and to the next row's target, the gap, distinct predictions."
+    "Per JSON-restore or transcription cell of one grid's `rows`, over its first `k` rows: edit similarity to the own target and to the next row's target, the gap, distinct predictions."
     out = []
-    for cell, g in rows[rows["task"] == "json_restore"].groupby(list(CELL_KEYS), sort=False):
+    for cell, g in rows[rows["task"].isin(READ_TASKS)].groupby(list(CELL_KEYS), sort=False):
         preds, targets = g["pred"].head(k).tolist(), g["target"].head(k).tolist()
         if len(preds) < 2: continue
         own = float(np.mean([edit_similarity(p, [t]) for p, t in zip(preds, targets)]))

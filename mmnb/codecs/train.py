@@ -10,9 +10,9 @@ from pathlib import Path
 
 import torch
 
-from .pairs import _check_names, _slug, build_codec, check_params, load_pages, train_pairs
+from .pairs import _check_names, _slug, build_codec, check_params, curriculum_phases, load_pages, train_pairs
 from ..core import Params, config_hash, seed_everything
-from ..stage import build_model, train_stage, trained_path as stage_weights
+from ..stage import build_model, finished, train_stage, trained_path as stage_weights
 from ..train import process_state
 from ..vqa import VQACollate
 
@@ -33,10 +33,11 @@ _NOT_IDENTITY = ("resume_from", "log_every", "save_every", "num_workers")
 
 
 def train_dir(p: Params, codec_name: str) -> Path:
-    "Folder of `codec_name`'s trained model, named by a hash of what determines it."
+    "Folder of `codec_name`'s trained model, named by a hash of what determines it (the curriculum too, when there is one)."
     key = dict(seed=p.seed, model=p.model, train={k: v for k, v in p.train.items() if k not in _NOT_IDENTITY},
                data={k: v for k, v in p.data.train.items() if k != "codecs"}, codec=p.codecs[codec_name],
                prompt=p.prompt, task_prompts={t: p.tasks[t].prompt for t in p.data.train.tasks})
+    if p.curriculum: key["curriculum"] = p.curriculum
     return Path(p.work_dir) / "train" / _slug(codec_name) / config_hash(key)
 
 
@@ -45,16 +46,29 @@ def trained_path(p: Params, codec_name: str) -> Path:
     return stage_weights(train_dir(p, codec_name), p.model.lora.enabled)
 
 
+def _train_on_pairs(p: Params, codec_name: str, model, processor, out_dir: Path, info: dict):
+    "(model, metrics): `model` trained on `p`'s pairs of `codec_name` into `out_dir` (skipped when finished there)."
+    with process_state().main_process_first(): pairs = train_pairs(p, codec_name, processor)
+    info = dict(codec=codec_name, codec_label=build_codec(codec_name, p.codecs[codec_name]).label,
+                mode="lora" if p.model.lora.enabled else "full", n_train=len(pairs), **info)
+    return train_stage(out_dir, model, PairItems(pairs), VQACollate(processor), p.train, seed=p.seed, lora=p.model.lora, info=info)
+
+
+_PHASE_RESULTS = ("steps", "final_loss", "loss_history", "wall_time_s", "n_train", "skipped")
+
+
 def run_train(p: Params, codec_name: str) -> dict:
-    "Train the model of `codec_name` on its pairs; skip it when finished, resume from the newest checkpoint when interrupted."
+    """Train the model of `codec_name` on its pairs, after the phases of `p.curriculum` (each from the previous one's
+    weights); skip what is finished, resume from the newest checkpoint when interrupted."""
     check_params(p)
     _check_names([codec_name], p.codecs, "--codec")
     seed_everything(p.seed)
     model, processor = build_model(p)
-    with process_state().main_process_first(): pairs = train_pairs(p, codec_name, processor)
-    info = dict(codec=codec_name, codec_label=build_codec(codec_name, p.codecs[codec_name]).label,
-                mode="lora" if p.model.lora.enabled else "full", n_train=len(pairs))
-    _, metrics = train_stage(train_dir(p, codec_name), model, PairItems(pairs), VQACollate(processor), p.train,
-                             seed=p.seed, lora=p.model.lora, info=info)
+    out, phases = train_dir(p, codec_name), []
+    if finished(out, p.model.lora.enabled) is None:
+        for i, (name, pp) in enumerate(curriculum_phases(p)):
+            model, m = _train_on_pairs(pp, codec_name, model, processor, out / "phases" / f"{i}-{_slug(name)}", {})
+            phases.append(dict(phase=name, **{k: m[k] for k in _PHASE_RESULTS}))
+    _, metrics = _train_on_pairs(p, codec_name, model, processor, out, dict(phases=phases))
     if metrics["skipped"]: print(f"{codec_name}: finished earlier in {metrics['out_dir']}; skipping", flush=True)
     return metrics
