@@ -47,8 +47,7 @@ def unquantised_modules(model) -> list[str]:
 
 
 def quantized(model, m: Mapping, device: str):
-    "`model` reloaded with its linear layers stored as `m.quantization` says, on `device`, ready for adapter training."
-    from peft import prepare_model_for_kbit_training
+    "`model` reloaded with its linear layers stored as `m.quantization` says, on `device`, frozen, its other weights in `model`'s dtype."
     from transformers import BitsAndBytesConfig
     skip = [] if m.get("quantize_vision", False) else unquantised_modules(model)
     qc = (BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=skip) if quantization(m) == "int8" else
@@ -58,7 +57,7 @@ def quantized(model, m: Mapping, device: str):
         model.save_pretrained(d, safe_serialization=True)
         q = type(model).from_pretrained(d, quantization_config=qc, device_map={"": device}, dtype=model.dtype)
     q.generation_config = model.generation_config
-    return prepare_model_for_kbit_training(q, use_gradient_checkpointing=False)
+    return q.requires_grad_(False)
 
 # %% ../nbs/04b_stage.ipynb #c006
 def preset_kwargs(m: Mapping) -> dict:

@@ -22,8 +22,8 @@ from .shapes import DataError
 
 # %% auto #0
 __all__ = ['VQVAEConfig', 'kmeans', 'VectorQuantizer', 'surface_mask', 'SparseSDFVQVAE', 'SparseLatent', 'sparse_latent',
-           'save_vae_config', 'load_vqvae', 'surface_points', 'chamfer', 'recon_metrics', 'sdf_items', 'collate_sdf',
-           'train_vqvae']
+           'save_vae_config', 'load_vqvae', 'surface_points', 'chamfer', 'reconstructed', 'recon_metrics', 'sdf_items',
+           'collate_sdf', 'train_vqvae']
 
 # %% ../../nbs/51_vl3d.vqvae.ipynb #c006
 @dataclass
@@ -226,14 +226,22 @@ def chamfer(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 @torch.no_grad()
+def reconstructed(vae: SparseSDFVQVAE, sdf: torch.Tensor, batch_size: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+    "(reconstructed SDF grids B×R×R×R, code indices B×L×L×L) of grids `sdf`, run in batches on the VAE's device, returned on the CPU."
+    vae.eval()
+    device, recs, idxs = next(vae.parameters()).device, [], []
+    for s in range(0, len(sdf), batch_size):
+        q, idx, _ = vae.quantized(sdf[s:s + batch_size].to(device))
+        recs.append(vae.decode(q).cpu()); idxs.append(idx.cpu())
+    return torch.cat(recs), torch.cat(idxs)
+
+
 def recon_metrics(vae: SparseSDFVQVAE, sdf: torch.Tensor, batch_size: int = 16) -> dict:
     "Reconstruction IoU and Chamfer, and perplexity/usage of the codes at surface cells, over grids `sdf`."
-    vae.eval()
+    recs, idxs = reconstructed(vae, sdf, batch_size)
     ious, chams, codes, n_tok = [], [], [], []
     for s in range(0, len(sdf), batch_size):
-        x = sdf[s:s + batch_size]
-        q, idx, _ = vae.quantized(x)
-        rec = vae.decode(q)
+        x, rec, idx = sdf[s:s + batch_size], recs[s:s + batch_size], idxs[s:s + batch_size]
         a, b = x < 0, rec < 0
         ious += ((a & b).flatten(1).sum(1) / (a | b).flatten(1).sum(1).clamp(min=1)).tolist()
         chams += [chamfer(surface_points(u), surface_points(v)) for u, v in zip(x, rec)]
