@@ -227,32 +227,42 @@ def schema_files() -> list[Path]:
     return [ROOT / p for p in seen]
 
 
-_KEY = re.compile(r"^(\s*)([A-Za-z0-9_.\-]+):(.*)$")
+_KEY = re.compile(r"^(\s*)([A-Za-z0-9_.\-](?:[A-Za-z0-9_.\-() ]*[A-Za-z0-9_.\-)])?):(\s.*|)$")  # a key may hold spaces: `codebook raw:`
+
+
+def _comment_at(text: str) -> int | None:
+    "Index of the `#` that starts a comment in `text` (outside quotes, at the start or after a blank); None if none."
+    quote = None
+    for i, ch in enumerate(text):
+        if ch in "\"'" and quote in (None, ch): quote = None if quote else ch
+        elif ch == "#" and quote is None and (i == 0 or text[i - 1] in " \t"): return i
+    return None
 
 
 def _split_comment(rest: str) -> tuple[str, str]:
     "(the YAML value, the comment after it outside quotes or '')."
-    quote = None
-    for i, ch in enumerate(rest):
-        if ch in "\"'" and quote in (None, ch): quote = None if quote else ch
-        elif ch == "#" and quote is None and (i == 0 or rest[i - 1] in " \t"): return rest[:i].strip(), rest[i + 1:].strip()
-    return rest.strip(), ""
+    i = _comment_at(rest)
+    return (rest.strip(), "") if i is None else (rest[:i].strip(), rest[i + 1:].strip())
 
 
 def key_comments(path: Path) -> dict[str, str]:
-    """Dotted key → its documenting comment: the one after its value, else the comment lines right above it (not the
-    file's header). The keys of a `{...}` flow mapping (a table's rows, e.g. the tour summary's headlines) share
+    """Dotted key → its documenting comment: the one after its value (with the comment-only lines under it that start
+    in the same column), else the comment lines right above it (not the file's header). The keys of a `{...}` flow mapping (a table's rows, e.g. the tour summary's headlines) share
     the comment of their line, else that of the nearest commented key above them in the tree."""
     out, stack, above, header = {}, [], [], True
     text = path.read_text(encoding="utf-8")
     tree = yaml.safe_load(text) or {}
     depth = 0                                    # open brackets of a flow collection that spans lines
+    trailing = (None, [])                        # (column of the last key line's comment, the keys it documents)
     for line in text.splitlines():
         s = line.strip()
         if s.startswith("#"):
-            if not header: above.append(s.lstrip("#").strip())
+            col, keys = trailing
+            if col is not None and line.index("#") == col:   # a comment-only line under a trailing comment continues it
+                for k in keys: out[k] = f"{out[k]} {s.lstrip('#').strip()}"
+            elif not header: above.append(s.lstrip("#").strip())
             continue
-        header = False
+        header, trailing = False, (None, [])
         if depth:                                # a continuation line of a flow collection: its keys were read with it
             depth += _depth(_split_comment(line)[0]); continue
         m = _KEY.match(line)
@@ -261,10 +271,12 @@ def key_comments(path: Path) -> dict[str, str]:
         stack = [(i, k) for i, k in stack if i < indent] + [(indent, key)]
         dotted, (value, comment) = ".".join(k for _, k in stack), _split_comment(m.group(3))
         out[dotted], depth = comment or " ".join(above), _depth(value)
-        node = _node(tree, dotted)
+        node, own = _node(tree, dotted), [dotted]
         if value.startswith("{") and isinstance(node, dict):
             doc = next((out[a] for a in _ancestors(dotted) if out.get(a)), "")
             out.update({f"{dotted}.{k}": doc for k in _flat(node)})
+            if comment: own += [f"{dotted}.{k}" for k in _flat(node)]
+        if comment: trailing = (m.start(3) + _comment_at(m.group(3)), own)
         above = []
     return out
 
