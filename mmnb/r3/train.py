@@ -197,7 +197,7 @@ def run_stage(p: Params) -> dict:
     eval_fn = validation_fn(p, R, processor, paths) if p.train.eval_every else None
     with lr_multiplier(list(model.r3.parameters()), p.r3.lr_mult):
         model, metrics = train_stage(out, model, samples, collate, dict(p.train), seed=p.seed,
-                                     trainable=trainable_names(bool(p.model.lora.enabled)), eval_fn=eval_fn, info=info)
+                                     trainable=trainable_names(bool(p.model.lora.enabled), p.r3), eval_fn=eval_fn, info=info)
     return metrics
 
 def main(argv=None) -> dict:
