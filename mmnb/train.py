@@ -14,7 +14,7 @@ from typing import Callable, Iterable, Mapping
 import torch
 from accelerate import Accelerator, PartialState
 from accelerate.state import AcceleratorState, GradientState
-from accelerate.utils import DeepSpeedPlugin, FullyShardedDataParallelPlugin, GradientAccumulationPlugin
+from accelerate.utils import DeepSpeedPlugin, FullyShardedDataParallelPlugin, GradientAccumulationPlugin, GradScalerKwargs
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
@@ -23,9 +23,9 @@ from .core import atomic_path, conform_value, did_you_mean_or_valid, load_json, 
 
 # %% auto #0
 __all__ = ['SCHEDULES', 'PRECISIONS', 'BACKENDS', 'PARAM_DTYPES', 'MASTER_WEIGHTS', 'LOSS_IMPLS', 'COMPILES', 'COMPILE_MODES',
-           'STATE_FILE', 'IGNORE_INDEX', 'FAILED_FILE', 'LOCK_FILE', 'TrainConfig', 'multi_cpu', 'process_state',
-           'accelerator_kwargs', 'lr_factor', 'epoch_seed', 'EpochSampler', 'batch_samples', 'batch_tokens',
-           'select_trainable', 'save_tensor_state', 'load_tensor_state', 'EMA', 'list_checkpoints',
+           'NEVER_GROW', 'STATE_FILE', 'IGNORE_INDEX', 'FAILED_FILE', 'LOCK_FILE', 'TrainConfig', 'multi_cpu',
+           'process_state', 'accelerator_kwargs', 'lr_factor', 'epoch_seed', 'EpochSampler', 'batch_samples',
+           'batch_tokens', 'select_trainable', 'save_tensor_state', 'load_tensor_state', 'EMA', 'list_checkpoints',
            'resolve_checkpoint', 'check_resumable', 'save_checkpoint', 'cast_params_', 'MasterWeights',
            'linear_cross_entropy', 'causal_lm_parts', 'HiddenStateLoss', 'no_kv_cache', 'compile_blocks',
            'prepare_levers', 'TrainingDiverged', 'first_nonfinite', 'failure_record', 'diverged_message', 'SkipGuard',
@@ -69,6 +69,7 @@ class TrainConfig:
     num_workers: int = 0              # DataLoader worker processes
     throughput_warmup: int = 2        # first steps left out of tokens/s (allocator and cache warm-up)
     skip_patience: int = 10           # fp16 only: consecutive steps the loss scaler may skip (overflow) before it is divergence
+    loss_scale: float | None = None   # fp16 only: the loss scaler starts at this scale and never grows (it still halves on overflow); None: dynamic
     fused_adamw: bool = False         # torch's fused AdamW kernel (one launch per step instead of one per tensor group)
     param_dtype: str = "model"        # model: train the weights in the dtype they have | bf16: cast the weights to bf16
     master_weights: str = "fp32"      # with param_dtype bf16: fp32 = AdamW updates fp32 master copies | none = the bf16 weights
@@ -97,10 +98,22 @@ class TrainConfig:
                              "FSDP and DeepSpeed keep their own master weights: set their mixed precision instead")
         if self.param_dtype == "bf16" and self.mixed_precision == "fp16":
             raise ValueError("train.param_dtype = 'bf16' with train.mixed_precision = 'fp16' mixes two half formats; use bf16 or no")
+        if self.loss_scale is not None: self._check_loss_scale()
         for name, plugin in _PLUGIN.items():
             valid = [f.name for f in dataclasses.fields(plugin)]
             for k in getattr(self, name):
                 if k not in valid: raise ValueError(f"train.{name}.{k}: not an argument of {plugin.__name__}{did_you_mean_or_valid(k, valid)}")
+
+    def _check_loss_scale(self):
+        "A static loss scale is an fp16 setting of accelerate's GradScaler: refuse it where nothing would use it."
+        if self.loss_scale <= 0: raise ValueError(f"train.loss_scale must be > 0 or null, got {self.loss_scale}")
+        if self.mixed_precision != "fp16":
+            raise ValueError(f"train.loss_scale = {self.loss_scale:g} does nothing with train.mixed_precision = {self.mixed_precision!r}: "
+                             "only fp16 scales the loss (bf16 has fp32's exponent range, 'no' trains in fp32); "
+                             "set train.mixed_precision: fp16 or train.loss_scale: null")
+        if self.distributed == "deepspeed":
+            raise ValueError("train.loss_scale with train.distributed = 'deepspeed': DeepSpeed scales the loss itself, not accelerate's "
+                             "GradScaler; give a DeepSpeed config with fp16.loss_scale as train.deepspeed.hf_ds_config instead")
 
     @classmethod
     def from_dict(cls, d: Mapping | None = None, **overrides) -> TrainConfig:
@@ -136,10 +149,15 @@ def process_state() -> PartialState:
     return PartialState(cpu=multi_cpu())
 
 
+NEVER_GROW = 2**31 - 1  # GradScaler growth interval of a static loss scale: its int32 count of good steps never gets there
+
+
 def accelerator_kwargs(cfg: TrainConfig) -> dict:
-    "Keyword arguments for `Accelerator`: precision, gradient accumulation, and the FSDP or DeepSpeed plugin."
+    "Keyword arguments for `Accelerator`: precision (and a static fp16 loss scale), gradient accumulation, and the FSDP or DeepSpeed plugin."
     kw = dict(cpu=multi_cpu(), mixed_precision=cfg.mixed_precision, step_scheduler_with_optimizer=False,
               gradient_accumulation_plugin=GradientAccumulationPlugin(num_steps=cfg.grad_accum, sync_with_dataloader=False))
+    if cfg.loss_scale is not None:
+        kw["kwargs_handlers"] = [GradScalerKwargs(init_scale=cfg.loss_scale, growth_interval=NEVER_GROW)]
     if cfg.distributed == "fsdp": kw["fsdp_plugin"] = FullyShardedDataParallelPlugin(**cfg.fsdp)
     if cfg.distributed == "deepspeed":
         if importlib.util.find_spec("deepspeed") is None:
@@ -296,7 +314,8 @@ STATE_FILE = "trainer_state.json"
 _CKPT = re.compile(r"^checkpoint-(\d+)$")
 # settings a resumed run must share with the saved one to stay on the same trajectory
 _SAME_ON_RESUME = ("lr", "weight_decay", "batch_size", "grad_accum", "max_grad_norm", "warmup_steps", "schedule",
-                   "mixed_precision", "distributed", "ema_decay", "seed", "param_dtype", "master_weights", "loss_impl")
+                   "mixed_precision", "distributed", "ema_decay", "seed", "param_dtype", "master_weights", "loss_impl",
+                   "loss_scale")
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}  # for checkpoints written before a setting existed
 
 
@@ -758,11 +777,12 @@ def _fit(model, train_dataset, collate_fn, cfg: TrainConfig, eval_fn, trainable)
     elapsed = time.perf_counter() - t_measure if t_measure is not None else float("nan")
     tokens, samples = accelerator.reduce(torch.tensor([seen["tokens"], seen["samples"]], dtype=torch.float64,
                                                       device=accelerator.device), "sum").tolist()
+    loss_scale = accelerator.scaler.get_scale() if accelerator.scaler is not None else None  # fp16 on a GPU: where the scaler ended
     accelerator.free_memory()  # drop optimizer state (GBs on a GPU) now, not at some later garbage collection
     return {"steps": step, "start_step": start, "max_steps": max_steps, "epochs": step * cfg.grad_accum / len(loader),
             "final_loss": hist["loss"][-1] if hist["loss"] else None, "loss_history": hist["loss"],
             "lr_history": hist["lr"], "grad_norm_history": hist["grad_norm"], "loss_terms_history": hist.get("loss_terms", {}),
-            "skipped_steps": guard.skipped, "evals": hist["evals"], "checkpoints": checkpoints,
+            "skipped_steps": guard.skipped, "loss_scale": loss_scale, "evals": hist["evals"], "checkpoints": checkpoints,
             "tokens_per_s": tokens / elapsed, "samples_per_s": samples / elapsed, "throughput_from_step": start + warm,
             "wall_time_s": time.perf_counter() - t_start, "num_processes": accelerator.num_processes}
 

@@ -27,8 +27,8 @@ from ..train import EMA
 
 # %% auto #0
 __all__ = ['R3_SWITCHES', 'GATE_PATHS', 'RUN_STATE', 'extra_layout', 'r3_off', 'r3_prompt', 'R3Modules', 'corruption_ceiling',
-           'sample_severity', 'R3Collate', 'info_nce', 'R3VLM', 'r3_settings', 'trainable_names', 'build_r3',
-           'stage_mismatches', 'load_stage']
+           'sample_severity', 'R3Collate', 'info_nce', 'R3VLM', 'r3_settings', 'used_r3_parts', 'trainable_names',
+           'build_r3', 'stage_mismatches', 'load_stage']
 
 # %% ../../nbs/46_r3.model.ipynb #5b50b8b5
 R3_SWITCHES = ("text_retrieval", "image_retrieval", "context", "prefix", "memory", "visual_memory", "latent", "gate")
@@ -266,9 +266,18 @@ def r3_settings(p: Params) -> dict:
     "The `r3:` settings the model reads (a plain dict)."
     return dict(p.r3)
 
-def trainable_names(lora: bool):
-    "The predicate on `R3VLM` parameter names that train."
-    return lambda n: n.startswith("r3.") or ("lora_" in n if lora else n.startswith("vlm."))
+def used_r3_parts(r3: Mapping) -> set[str]:
+    "The `R3Modules` parts whose weights reach the loss under the `r3:` settings (the token paths, their norm, the gate, the alignment head)."
+    parts = {k for k, n in extra_layout(r3).items() if n}
+    if parts: parts.add("norm")
+    if r3["gate"] and (parts or r3["gate_conf_weight"] > 0 or r3["gate_entropy_weight"] > 0): parts.add("gate")
+    if r3["align_weight"] > 0: parts.add("align")
+    return parts
+
+def trainable_names(lora: bool, r3: Mapping):
+    "The predicate on `R3VLM` parameter names that train: the R3 parts the `r3:` settings use, and LoRA (or the VLM)."
+    parts = used_r3_parts(r3)
+    return lambda n: n.split(".")[1] in parts if n.startswith("r3.") else ("lora_" in n if lora else n.startswith("vlm."))
 
 def build_r3(p: Params, R: Retrieval | None):
     "(R3VLM, processor) from params `p`; `R` gives the vector dimensions (None: the base model, no retrieval)."
@@ -281,7 +290,7 @@ def build_r3(p: Params, R: Retrieval | None):
     mods = R3Modules(emb.shape[1], dims["text"], dims["image"], p.r3, float(emb.detach().float().pow(2).mean().sqrt()))
     mods = mods.to(device=emb.device, dtype=torch.float32 if p.r3.fp32 else emb.dtype)
     model = R3VLM(vlm, processor, mods, tid, r3_settings(p), dict(p.corruption), dict(p.teacher), p.train.grad_accum)
-    keep = trainable_names(bool(p.model.lora.enabled))
+    keep = trainable_names(bool(p.model.lora.enabled), p.r3)
     for n, t in model.named_parameters(): t.requires_grad_(keep(n))
     return model, processor
 

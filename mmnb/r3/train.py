@@ -22,12 +22,12 @@ from ..data import read_jsonl
 from .model import R3Collate, build_r3, load_stage, trainable_names
 from .retrieve import build_hint, cached_neighbours, data_paths, eval_encoders, eval_query_key, open_retrieval, query_vectors, train_queries
 from ..stage import DONE_FILE, train_stage
-from ..train import process_state, write_metrics
+from ..train import TrainConfig, multi_cpu, process_state, write_metrics
 
 # %% auto #0
-__all__ = ['SEED_FLAGS', 'NOT_OFFERED', 'TEACHER_MODES', 'schema_path', 'add_seed_flags', 'seed_params', 'stage_path',
-           'stage_key', 'stage_dir', 'check_stage_dir', 'lr_multiplier', 'check_lr_mult', 'training_rows',
-           'validation_fn', 'run_stage', 'main']
+__all__ = ['SEED_FLAGS', 'TEACHER_MODES', 'schema_path', 'add_seed_flags', 'seed_params', 'stage_path', 'stage_key', 'stage_dir',
+           'check_stage_dir', 'lr_multiplier', 'check_lr_mult', 'check_backend', 'training_rows', 'validation_fn',
+           'run_stage', 'main']
 
 # %% ../../nbs/47_r3.train.ipynb #5933081d
 SEED_FLAGS: dict[str, tuple] = {  # flag -> (params key, type) or (params key, "store", value) for switches
@@ -51,8 +51,8 @@ SEED_FLAGS: dict[str, tuple] = {  # flag -> (params key, type) or (params key, "
     "corruption_total_steps": ("corruption.total_steps", int), "teacher_mode": ("teacher.mode", str),
     "teacher_ema_decay": ("teacher.decay", float), "teacher_ema_update_steps": ("teacher.update_steps", int),
     "teacher_ema_start_step": ("teacher.start_step", int), "r3_lr_mult": ("r3.lr_mult", float),
+    "loss_scale": ("train.loss_scale", float),
 }
-NOT_OFFERED = {"loss_scale": "accelerate's fp16 loss scaler is dynamic; the shared loop (mmnb.train.fit) takes no static scale"}
 TEACHER_MODES = ("none", "ema")
 
 def schema_path() -> Path:
@@ -75,7 +75,6 @@ def seed_params(argv, flags: Mapping[str, tuple], prog: str) -> tuple[Params, ar
     a, rest = ap.parse_known_args(argv)
     for r in rest:
         name = r.split("=")[0].lstrip("-")
-        if r.startswith("--") and name in NOT_OFFERED: raise ParamsError(f"--{name} is not offered: {NOT_OFFERED[name]}")
         if r.startswith("-"):
             raise ParamsError(f"unknown flag {r.split('=')[0]!r}{did_you_mean(name, list(flags)) or ''}; `{prog} --help` lists the flags")
     if rest: raise ParamsError(f"unexpected arguments {rest}")
@@ -136,6 +135,20 @@ def check_lr_mult(p: Params) -> None:
     if p.train.get("param_dtype", "model") != "model":
         raise ParamsError("r3.lr_mult with train.param_dtype bf16 is not supported (AdamW steps fp32 master copies)")
 
+# %% ../../nbs/47_r3.train.ipynb #bk02
+def check_backend(p: Params) -> None:
+    "Refuse, before anything is loaded, a `train` section that `mmnb.train.fit` would refuse and what FSDP cannot do here."
+    cfg = TrainConfig.from_dict(p.train)
+    if cfg.distributed != "fsdp": return
+    if multi_cpu():
+        raise ParamsError("train.distributed fsdp (--backend fsdp) over several CPU processes is not available: accelerate applies its "
+                          "FSDP plugin on GPUs only, and on CPU processes (distributed type MULTI_CPU) it would silently train DDP; "
+                          "use --backend ddp on the CPU and fsdp on GPUs")
+    if p.teacher.mode == "ema" and process_state().num_processes > 1:
+        raise ParamsError("teacher.mode ema with train.distributed fsdp over several processes is not supported: the EMA teacher "
+                          "swaps whole trainable weights, which FSDP shards; use --backend ddp for stage 5")
+
+
 # %% ../../nbs/47_r3.train.ipynb #936ac077
 def training_rows(p: Params):
     "The training samples (the indexed rows, the first `data.max_train` when set)."
@@ -162,9 +175,7 @@ def validation_fn(p: Params, R, processor, paths: Mapping):
 
 def run_stage(p: Params) -> dict:
     "Train one stage as `p` says (or find it trained); returns its metrics."
-    if p.teacher.mode == "ema" and p.train.distributed == "fsdp" and process_state().num_processes > 1:
-        raise ParamsError("teacher.mode ema with train.distributed fsdp over several processes is not supported: the EMA teacher "
-                          "swaps whole trainable weights, which FSDP shards; use --backend ddp for stage 5")
+    check_backend(p)
     check_lr_mult(p)
     seed_everything(p.seed)
     paths = data_paths(p)
@@ -186,7 +197,7 @@ def run_stage(p: Params) -> dict:
     eval_fn = validation_fn(p, R, processor, paths) if p.train.eval_every else None
     with lr_multiplier(list(model.r3.parameters()), p.r3.lr_mult):
         model, metrics = train_stage(out, model, samples, collate, dict(p.train), seed=p.seed,
-                                     trainable=trainable_names(bool(p.model.lora.enabled)), eval_fn=eval_fn, info=info)
+                                     trainable=trainable_names(bool(p.model.lora.enabled), p.r3), eval_fn=eval_fn, info=info)
     return metrics
 
 def main(argv=None) -> dict:
