@@ -24,12 +24,12 @@ from .core import atomic_path, conform_value, did_you_mean_or_valid, load_json, 
 # %% auto #0
 __all__ = ['SCHEDULES', 'PRECISIONS', 'BACKENDS', 'PARAM_DTYPES', 'MASTER_WEIGHTS', 'LOSS_IMPLS', 'COMPILES', 'COMPILE_MODES',
            'NEVER_GROW', 'STATE_FILE', 'IGNORE_INDEX', 'FAILED_FILE', 'LOCK_FILE', 'TrainConfig', 'multi_cpu',
-           'process_state', 'accelerator_kwargs', 'lr_factor', 'epoch_seed', 'EpochSampler', 'batch_samples',
-           'batch_tokens', 'select_trainable', 'save_tensor_state', 'load_tensor_state', 'EMA', 'list_checkpoints',
-           'resolve_checkpoint', 'check_resumable', 'save_checkpoint', 'cast_params_', 'MasterWeights',
-           'linear_cross_entropy', 'causal_lm_parts', 'HiddenStateLoss', 'no_kv_cache', 'compile_blocks',
-           'prepare_levers', 'TrainingDiverged', 'first_nonfinite', 'failure_record', 'diverged_message', 'SkipGuard',
-           'output_lock', 'fit', 'write_metrics']
+           'process_state', 'check_distributed', 'accelerator_kwargs', 'lr_factor', 'epoch_seed', 'EpochSampler',
+           'batch_samples', 'batch_tokens', 'select_trainable', 'save_tensor_state', 'load_tensor_state', 'EMA',
+           'list_checkpoints', 'resolve_checkpoint', 'check_resumable', 'save_checkpoint', 'cast_params_',
+           'MasterWeights', 'linear_cross_entropy', 'causal_lm_parts', 'HiddenStateLoss', 'no_kv_cache',
+           'compile_blocks', 'prepare_levers', 'TrainingDiverged', 'first_nonfinite', 'failure_record',
+           'diverged_message', 'SkipGuard', 'output_lock', 'fit', 'write_metrics']
 
 # %% ../nbs/04_train.ipynb #c008
 SCHEDULES = ("constant", "linear", "cosine")
@@ -152,8 +152,17 @@ def process_state() -> PartialState:
 NEVER_GROW = 2**31 - 1  # GradScaler growth interval of a static loss scale: its int32 count of good steps never gets there
 
 
+def check_distributed(cfg: TrainConfig) -> None:
+    "Refuse a `train.distributed` these processes would not run as named (FSDP over CPU processes trains DDP)."
+    if cfg.distributed == "fsdp" and multi_cpu():
+        raise ValueError("train.distributed = 'fsdp' over several CPU processes is not available: accelerate applies its FSDP "
+                         "plugin on GPUs only, and on CPU processes (distributed type MULTI_CPU) it would silently train DDP; "
+                         "use ddp (--backend ddp) on the CPU and fsdp on GPUs")
+
+
 def accelerator_kwargs(cfg: TrainConfig) -> dict:
     "Keyword arguments for `Accelerator`: precision (and a static fp16 loss scale), gradient accumulation, and the FSDP or DeepSpeed plugin."
+    check_distributed(cfg)
     kw = dict(cpu=multi_cpu(), mixed_precision=cfg.mixed_precision, step_scheduler_with_optimizer=False,
               gradient_accumulation_plugin=GradientAccumulationPlugin(num_steps=cfg.grad_accum, sync_with_dataloader=False))
     if cfg.loss_scale is not None:

@@ -22,7 +22,7 @@ from ..data import read_jsonl
 from .model import R3Collate, build_r3, load_stage, trainable_names
 from .retrieve import build_hint, cached_neighbours, data_paths, eval_encoders, eval_query_key, open_retrieval, query_vectors, train_queries
 from ..stage import DONE_FILE, train_stage
-from ..train import TrainConfig, multi_cpu, process_state, write_metrics
+from ..train import TrainConfig, check_distributed, process_state, write_metrics
 
 # %% auto #0
 __all__ = ['SEED_FLAGS', 'TEACHER_MODES', 'schema_path', 'add_seed_flags', 'seed_params', 'stage_path', 'stage_key', 'stage_dir',
@@ -140,10 +140,7 @@ def check_backend(p: Params) -> None:
     "Refuse, before anything is loaded, a `train` section that `mmnb.train.fit` would refuse and what FSDP cannot do here."
     cfg = TrainConfig.from_dict(p.train)
     if cfg.distributed != "fsdp": return
-    if multi_cpu():
-        raise ParamsError("train.distributed fsdp (--backend fsdp) over several CPU processes is not available: accelerate applies its "
-                          "FSDP plugin on GPUs only, and on CPU processes (distributed type MULTI_CPU) it would silently train DDP; "
-                          "use --backend ddp on the CPU and fsdp on GPUs")
+    check_distributed(cfg)
     if p.teacher.mode == "ema" and process_state().num_processes > 1:
         raise ParamsError("teacher.mode ema with train.distributed fsdp over several processes is not supported: the EMA teacher "
                           "swaps whole trainable weights, which FSDP shards; use --backend ddp for stage 5")
