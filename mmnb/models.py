@@ -27,9 +27,9 @@ __all__ = ['QWEN2_PRETOKENIZE', 'NOT_SPECIAL', 'SPECIAL_TOKENS', 'TOKENIZER_KIND
            'resolve_tokenizer_kind', 'build_tokenizer', 'tokenizer_kind', 'Qwen2VLImageTextProcessor',
            'Qwen2_5_VLImageTextProcessor', 'Qwen3VLImageTextProcessor', 'InternVLImageTextProcessor', 'chat_template',
            'build_processor', 'preset_config', 'param_count', 'load_vlm', 'count_vision_tokens', 'lora_targets',
-           'add_lora', 'save_adapter', 'load_adapter', 'save_weights', 'load_weights', 'user_turn', 'end_token',
-           'prepare_inputs', 'collate_vlm', 'vision_token_ids', 'decoding_kwargs', 'generate_batch', 'generate_ids',
-           'generate']
+           'add_lora', 'save_adapter', 'load_adapter', 'save_weights', 'load_weights', 'save_vlm', 'user_turn',
+           'end_token', 'prepare_inputs', 'collate_vlm', 'vision_token_ids', 'decoding_kwargs', 'generate_batch',
+           'generate_ids', 'generate']
 
 # %% ../nbs/02_models.ipynb #c006
 QWEN2_PRETOKENIZE = r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
@@ -489,6 +489,19 @@ def load_weights(model, path):
     with torch.no_grad():
         for k, v in saved.items(): want[k].copy_(v)
     return model
+
+# %% ../nbs/02_models.ipynb #c047b
+def save_vlm(model, processor, path) -> Path:
+    "Save `model` and `processor` as a checkpoint folder `path` that `load_vlm` loads (safetensors), atomically."
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        processor.save_pretrained(tmp)
+        _replace_dir(tmp, path)
+    finally:
+        if tmp.exists(): shutil.rmtree(tmp)
+    return path
 
 # %% ../nbs/02_models.ipynb #c049
 def user_turn(prompt: str, n_images: int = 1) -> list[dict]:

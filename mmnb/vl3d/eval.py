@@ -20,7 +20,7 @@ from ..stage import sharded_map
 from ..train import process_state, write_metrics
 from .features import get_vae, items_for
 from .model import Collate3D, build_shape_vlm, load_projector
-from .train import output_dir, seed_params
+from .train import on_checkpoint, output_dir, seed_params, vlm_folder
 
 # %% auto #0
 __all__ = ['CONDITIONS', 'PAYLOAD', 'shuffled_items', 'condition_items', 'score_row', 'caption_match', 'chance', 'summarize',
@@ -93,11 +93,12 @@ def summarize(rows: dict[str, list[dict]]) -> dict:
 
 # %% ../../nbs/55_vl3d.eval.ipynb #c015
 def load_aligned(p: Params, vae, ckpt):
-    "(model, processor) with the trained projector (and LoRA) of the run `p` names, in eval mode."
+    "(model, processor) with the trained projector (and LoRA or VLM) of the run `p` names, in eval mode."
     out = output_dir(p, ckpt)
     adapter = out / "lora_final" if p.model.lora.enabled else None
+    if p.align.text_only: p = on_checkpoint(p, vlm_folder(out))
     model, processor = build_shape_vlm(p, vae.config, vae if p.features.mode == "B" else None, adapter)
-    if p.align.train_lm: load_weights(model.vlm, out / "vlm_final.safetensors")
+    if p.align.train_lm and not p.align.text_only: load_weights(model.vlm, out / "vlm_final.safetensors")
     return load_projector(model, out / "projector_final.safetensors").eval(), processor
 
 

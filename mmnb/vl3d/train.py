@@ -13,15 +13,15 @@ import sys
 from pathlib import Path
 
 from ..core import Params, ParamsError, config_hash, file_sha256, load_params, parse_sets, save_json, seed_everything
-from ..models import save_adapter, save_weights
+from ..models import PRESETS, save_adapter, save_vlm, save_weights
 from ..stage import train_stage
 from ..train import process_state, write_metrics
 from .features import data_root, get_vae, items_for
 from .model import Collate3D, build_shape_vlm, n_tokens, save_projector, set_trainable, token_stats, trainable_filter
 
 # %% auto #0
-__all__ = ['SEED_FLAGS', 'schema_path', 'seed_parser', 'seed_params', 'align_dir', 'output_dir', 'steps_per_epoch', 'epoch_saver',
-           'what_trains', 'run_train', 'main']
+__all__ = ['SEED_FLAGS', 'schema_path', 'seed_parser', 'seed_params', 'vlm_key', 'align_dir', 'output_dir', 'vlm_folder',
+           'on_checkpoint', 'steps_per_epoch', 'epoch_saver', 'what_trains', 'train_items', 'run_train', 'main']
 
 # %% ../../nbs/54_vl3d.train.ipynb #c006
 SEED_FLAGS = {  # flag: (params key, type; bool = a switch that sets True)
@@ -69,11 +69,22 @@ def seed_params(argv: list[str] | None = None, prog: str = "python -m mmnb.vl3d.
 _NOT_IDENTITY = ("resume_from", "log_every", "save_every", "num_workers")
 
 
+def vlm_key(spec) -> str | list[str]:
+    "What the VLM starts from: a preset's name, or the sha256 of each safetensors file of the checkpoint folder `spec`."
+    spec = str(spec)
+    if spec in PRESETS or not (os.sep in spec or "/" in spec or Path(spec).exists()): return spec
+    if not Path(spec).is_dir():
+        raise ParamsError(f"model.spec = {spec!r} is neither a preset nor a checkpoint folder; a text-only run "
+                          "(align.text_only: true) writes its VLM to <its output_dir>/vlm_final: run it first "
+                          "(jobs vl3d and vl3d-gpu: lm-text)")
+    return [file_sha256(f) for f in sorted(Path(spec).glob("*.safetensors"))]
+
+
 def align_dir(p: Params, ckpt) -> Path:
     "The stage folder of the alignment `p` trains with the VAE checkpoint `ckpt`, named by what the weights depend on."
     root = data_root(p)
-    key = dict(seed=p.seed, model=p.model, align=p.align, mode=p.features.mode, vae=file_sha256(ckpt),
-               data=file_sha256(root / f"{p.data.train_split}.jsonl"), qtypes=p.data.qtypes,
+    key = dict(seed=p.seed, model=p.model, vlm=vlm_key(p.model.spec), align=p.align, mode=p.features.mode,
+               vae=file_sha256(ckpt), data=file_sha256(root / f"{p.data.train_split}.jsonl"), qtypes=p.data.qtypes,
                train={k: v for k, v in p.train.items() if k not in _NOT_IDENTITY})
     return Path(p.work_dir) / "align" / config_hash(key)
 
@@ -81,6 +92,18 @@ def align_dir(p: Params, ckpt) -> Path:
 def output_dir(p: Params, ckpt) -> Path:
     "Where the seed's files go: `p.output_dir`, or the stage folder."
     return Path(p.output_dir) if p.output_dir else align_dir(p, ckpt)
+
+
+def vlm_folder(out) -> Path:
+    "The checkpoint folder a text-only run writes into its output folder `out`."
+    return Path(out) / "vlm_final"
+
+
+def on_checkpoint(p: Params, folder) -> Params:
+    "`p` with `model.spec` = the checkpoint folder `folder` (the preset keys then no longer apply)."
+    q = Params(p.to_dict())
+    q.model.spec = str(folder)
+    return q
 
 
 def steps_per_epoch(n_items: int, train: dict, n_proc: int) -> int:
@@ -99,15 +122,26 @@ def epoch_saver(out: Path, spe: int):
 
 
 def what_trains(p: Params) -> str:
-    "A label of the trained parts: projector only, projector + LoRA, or projector + VLM."
+    "A label of the trained parts: VLM on text only, projector only, projector + LoRA, or projector + VLM."
+    if p.align.text_only: return "VLM on text only"
     return "projector + VLM" if p.align.train_lm else "projector + LoRA" if p.model.lora.enabled else "projector only"
 
 
+def train_items(p: Params, vae, cfg_path, ckpt) -> list[dict]:
+    "The training items of `p`: with their shapes, or marked text only (`align.text_only`: no 3D token in any prompt)."
+    if p.align.text_only and not p.align.train_lm:
+        raise ParamsError("align.text_only: true trains the VLM on the questions without 3D tokens; it needs "
+                          "align.train_lm: true (without shapes the projector gets no gradient, so nothing would train)")
+    items = items_for(p, p.data.train_split, vae, cfg_path, ckpt)
+    return [{**i, "text_only": True} for i in items] if p.align.text_only else items
+
+
 def run_train(p: Params, argv: list[str] | None = None) -> dict:
-    "Train the projector (+ LoRA) as `p` says; write the seed's outputs; returns the stage metrics."
+    "Train as `p` says (the projector, + LoRA or the VLM; or the VLM on text only); write the outputs; returns the stage metrics."
     seed_everything(p.seed)
     vae, cfg_path, ckpt, _ = get_vae(p)
-    items = items_for(p, p.data.train_split, vae, cfg_path, ckpt)
+    stage = align_dir(p, ckpt)
+    items = train_items(p, vae, cfg_path, ckpt)
     model, processor = build_shape_vlm(p, vae.config, vae if p.features.mode == "B" else None)
     counts = set_trainable(model, p.align.train_lm)
     print(f"trainable parameters: {counts['n_trainable']:,} of {counts['n_params']:,} "
@@ -118,12 +152,13 @@ def run_train(p: Params, argv: list[str] | None = None) -> dict:
     cfg = {**p.train, "eval_every": spe} if p.train.max_steps is None else dict(p.train)
     info = dict(n_train=len(items), mode=p.features.mode, lora=bool(p.model.lora.enabled), trains=what_trains(p), tokens=stats,
                 vae_config=str(cfg_path), vae_ckpt=str(ckpt), output_dir=str(out), **counts)
-    model, metrics = train_stage(align_dir(p, ckpt), model, items, Collate3D(processor, vae.config, p.align.prompt, p.align.max_3d_tokens),
+    model, metrics = train_stage(stage, model, items, Collate3D(processor, vae.config, p.align.prompt, p.align.max_3d_tokens),
                                  cfg, seed=p.seed, trainable=trainable_filter(p.align.train_lm), eval_fn=epoch_saver(out, spe), info=info)
     if process_state().is_main_process:
         save_projector(model, out / "projector_final.safetensors")
         if p.model.lora.enabled: save_adapter(model.vlm, out / "lora_final")
-        if p.align.train_lm: save_weights(model.vlm, out / "vlm_final.safetensors")
+        if p.align.text_only: save_vlm(model.vlm, processor, vlm_folder(out))
+        elif p.align.train_lm: save_weights(model.vlm, out / "vlm_final.safetensors")
         save_json(out / "train_args.json", {"params": p.to_dict(), "argv": argv, **info})
     process_state().wait_for_everyone()
     return metrics
