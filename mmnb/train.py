@@ -17,19 +17,23 @@ from accelerate.state import AcceleratorState, GradientState
 from accelerate.utils import DeepSpeedPlugin, FullyShardedDataParallelPlugin, GradientAccumulationPlugin, GradScalerKwargs
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, Sampler
+from transformers import AttentionInterface
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.vision_utils import get_vision_cu_seqlens, get_vision_position_ids
 from tqdm.auto import tqdm
 
 from .core import atomic_path, conform_value, did_you_mean_or_valid, load_json, save_json, seed_everything
 
 # %% auto #0
 __all__ = ['SCHEDULES', 'PRECISIONS', 'BACKENDS', 'PARAM_DTYPES', 'MASTER_WEIGHTS', 'LOSS_IMPLS', 'COMPILES', 'COMPILE_MODES',
-           'NEVER_GROW', 'STATE_FILE', 'IGNORE_INDEX', 'FAILED_FILE', 'LOCK_FILE', 'TrainConfig', 'multi_cpu',
-           'process_state', 'check_distributed', 'accelerator_kwargs', 'lr_factor', 'epoch_seed', 'EpochSampler',
-           'batch_samples', 'batch_tokens', 'select_trainable', 'save_tensor_state', 'load_tensor_state', 'EMA',
-           'list_checkpoints', 'resolve_checkpoint', 'check_resumable', 'save_checkpoint', 'cast_params_',
-           'MasterWeights', 'linear_cross_entropy', 'causal_lm_parts', 'HiddenStateLoss', 'no_kv_cache',
-           'compile_blocks', 'prepare_levers', 'TrainingDiverged', 'first_nonfinite', 'failure_record',
-           'diverged_message', 'SkipGuard', 'output_lock', 'fit', 'write_metrics']
+           'NEVER_GROW', 'STATE_FILE', 'IGNORE_INDEX', 'POSITION_KEYS', 'SEGMENT_ATTENTION', 'FAILED_FILE', 'LOCK_FILE',
+           'TrainConfig', 'multi_cpu', 'process_state', 'check_distributed', 'accelerator_kwargs', 'lr_factor',
+           'epoch_seed', 'EpochSampler', 'batch_samples', 'batch_tokens', 'select_trainable', 'save_tensor_state',
+           'load_tensor_state', 'EMA', 'list_checkpoints', 'resolve_checkpoint', 'check_resumable', 'save_checkpoint',
+           'cast_params_', 'MasterWeights', 'linear_cross_entropy', 'causal_lm_parts', 'HiddenStateLoss', 'no_kv_cache',
+           'compile_blocks', 'prepare_levers', 'rope_model', 'sample_positions', 'PositionedDataset',
+           'PositionedCollate', 'positioned_data', 'segment_attention', 'batch_vision_attention', 'TrainingDiverged',
+           'first_nonfinite', 'failure_record', 'diverged_message', 'SkipGuard', 'output_lock', 'fit', 'write_metrics']
 
 # %% ../nbs/04_train.ipynb #c008
 SCHEDULES = ("constant", "linear", "cosine")
@@ -77,6 +81,7 @@ class TrainConfig:
     compile: str = "none"             # none | layers (torch.compile each decoder/vision block) | model (the whole forward)
     compile_mode: str = "default"     # torch.compile mode: default | reduce-overhead (CUDA graphs) | max-autotune[-no-cudagraphs]
     grad_checkpointing: bool = False  # recompute each layer's activations in the backward pass (memory for time)
+    precompute_positions: bool = False # Qwen2-VL: mRoPE and vision positions made once per sample, not per step (same numbers)
 
     def __post_init__(self):
         for f in dataclasses.fields(self): setattr(self, f.name, _checked(f, getattr(self, f.name)))
@@ -523,10 +528,99 @@ def prepare_levers(model: torch.nn.Module, cfg: TrainConfig, device: torch.devic
         if cfg.master_weights == "fp32":
             if device is not None: model.to(device)
             master = MasterWeights({n: p for n, p in model.named_parameters() if p.requires_grad})
+    if cfg.precompute_positions: batch_vision_attention(model)
     if cfg.compile == "layers": compile_blocks(model, cfg.compile_mode)
     step_module = model if cfg.loss_impl == "model" else HiddenStateLoss(model, cfg.loss_impl)
-    if cfg.compile == "model": step_module.compile(mode=None if cfg.compile_mode == "default" else cfg.compile_mode)
+    if cfg.compile == "model":
+        torch._dynamo.config.capture_scalar_outputs = True  # Qwen2-VL reads image sizes with .tolist(): symbols, not graph breaks
+        step_module.compile(mode=None if cfg.compile_mode == "default" else cfg.compile_mode)
     return step_module, master
+
+# %% ../nbs/04_train.ipynb #lp02
+POSITION_KEYS = ("position_ids", "image_position_ids")  # per-sample inputs the positioned dataset adds to each item
+SEGMENT_ATTENTION = "sdpa_segments_flash_api"  # transformers passes cu_seqlens only to attention named with "flash"
+
+
+def rope_model(model: torch.nn.Module) -> torch.nn.Module:
+    "The Qwen2-VL base model (`Qwen2VLModel`) inside `model`, peft and the hidden-state loss unwrapped; a TypeError for any other."
+    net = model.model if isinstance(model, HiddenStateLoss) else model
+    net = net.get_base_model() if hasattr(net, "get_base_model") else net
+    base = getattr(net, "model", None)
+    if getattr(getattr(base, "config", None), "model_type", None) != "qwen2_vl" or not hasattr(base, "get_rope_index"):
+        raise TypeError(f"train.precompute_positions: {type(net).__name__} is not a Qwen2-VL model (model_type qwen2_vl), "
+                        "whose mRoPE and vision positions this lever precomputes; set train.precompute_positions: false")
+    return base
+
+
+def sample_positions(base: torch.nn.Module, item: Mapping) -> dict[str, torch.Tensor]:
+    "One sample's mRoPE `position_ids` (3, tokens) and vision rotary `image_position_ids` (patches, 2), as `base`'s forward makes them."
+    grid, mask = item.get("image_grid_thw"), item.get("attention_mask")
+    with torch.no_grad():
+        pos, _ = base.get_rope_index(item["input_ids"][None], item["mm_token_type_ids"][None], image_grid_thw=grid,
+                                     attention_mask=None if mask is None else mask[None])
+    out = {"position_ids": pos[:, 0]}
+    if grid is not None: out["image_position_ids"] = get_vision_position_ids(grid, base.visual.spatial_merge_size)
+    return out
+
+
+class PositionedDataset(torch.utils.data.Dataset):
+    "`dataset` whose items also carry their `sample_positions`, computed on first access and kept."
+    def __init__(self, dataset, base: torch.nn.Module): self.dataset, self.base, self.cache = dataset, base, {}
+    def __len__(self): return len(self.dataset)
+    def __getitem__(self, i):
+        item = self.dataset[i]
+        if i not in self.cache: self.cache[i] = sample_positions(self.base, item)
+        return {**item, **self.cache[i]}
+
+
+class PositionedCollate:
+    "Collate with `collate_fn`, then add the positions and image boundaries that let Qwen2-VL skip its per-sample and per-image loops."
+    def __init__(self, collate_fn: Callable, base: torch.nn.Module): self.collate_fn, self.base = collate_fn, base
+    def __call__(self, items: list[dict]) -> dict:
+        batch = self.collate_fn([{k: v for k, v in it.items() if k not in POSITION_KEYS} for it in items])
+        ids, grid = batch["input_ids"], batch.get("image_grid_thw")
+        if all(it["position_ids"].shape[-1] == ids.shape[1] for it in items):
+            batch["position_ids"] = torch.stack([it["position_ids"] for it in items], dim=1)
+        else:  # the collate padded: the padded batch's positions, as the model would compute them
+            with torch.no_grad():
+                batch["position_ids"] = self.base.get_rope_index(ids, batch["mm_token_type_ids"], image_grid_thw=grid,
+                                                                 attention_mask=batch.get("attention_mask"))[0]
+        if grid is not None:
+            cu = get_vision_cu_seqlens(grid)
+            batch |= {"image_position_ids": torch.cat([it["image_position_ids"] for it in items]), "image_cu_seqlens": cu,
+                      "image_max_seqlen": int((cu[1:] - cu[:-1]).max())}
+        return batch
+
+
+def positioned_data(model: torch.nn.Module, dataset, collate_fn: Callable) -> tuple[PositionedDataset, PositionedCollate]:
+    "`(dataset, collate_fn)` whose batches carry `model`'s positions, made once per sample (Qwen2-VL only)."
+    base = rope_model(model)
+    return PositionedDataset(dataset, base), PositionedCollate(collate_fn, base)
+
+
+def segment_attention(module, query, key, value, attention_mask, cu_seq_lens_q, max_length_q, scaling=None, dropout=0.0, **_):
+    """sdpa within each segment that `cu_seq_lens_q` cuts the packed (1, heads, tokens, dim) sequence into: one batched call when
+    every segment is `max_length_q` long (read from the shapes, no host sync), else one call per segment (transformers' sdpa path)."""
+    n, segments = query.shape[2], cu_seq_lens_q.shape[0] - 1
+    if max_length_q is not None and max_length_q * segments == n:
+        q, k, v = (t[0].unflatten(1, (segments, max_length_q)).transpose(0, 1) for t in (query, key, value))
+        out, _ = sdpa_attention_forward(module, q, k, v, None, dropout=dropout, scaling=scaling, is_causal=False)
+        return out.reshape(1, n, *out.shape[2:]), None
+    lengths = (cu_seq_lens_q[1:] - cu_seq_lens_q[:-1]).tolist()
+    outs = [sdpa_attention_forward(module, q, k, v, None, dropout=dropout, scaling=scaling, is_causal=False)[0]
+            for q, k, v in zip(*(t.split(lengths, dim=2) for t in (query, key, value)))]
+    return torch.cat(outs, dim=1), None
+
+
+AttentionInterface.register(SEGMENT_ATTENTION, segment_attention)
+
+
+def batch_vision_attention(model: torch.nn.Module) -> str:
+    "Run `model`'s sdpa vision attention through `segment_attention`; return the vision tower's attention implementation."
+    vision = rope_model(model).visual.config
+    if vision._attn_implementation == "sdpa": vision._attn_implementation = SEGMENT_ATTENTION
+    return vision._attn_implementation
+
 
 # %% ../nbs/04_train.ipynb #d002
 FAILED_FILE = "failed.json"
@@ -673,6 +767,7 @@ def _fit(model, train_dataset, collate_fn, cfg: TrainConfig, eval_fn, trainable)
            "num_processes": accelerator.num_processes, "config": dataclasses.asdict(cfg)}
     step_module, master = prepare_levers(model, cfg, accelerator.device)
 
+    if cfg.precompute_positions: train_dataset, collate_fn = positioned_data(model, train_dataset, collate_fn)
     sampler, generator = EpochSampler(len(train_dataset), cfg.seed), torch.Generator()
     loader = DataLoader(train_dataset, batch_size=cfg.batch_size, sampler=sampler, collate_fn=_Counted(collate_fn),
                         drop_last=True, num_workers=cfg.num_workers, generator=generator)
