@@ -10,6 +10,7 @@ import builtins
 import json
 import os
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -24,9 +25,9 @@ from .extract_vit import load_vit
 from .tiling import IMAGENET_MEAN, IMAGENET_STD, tiles_tensor
 
 # %% auto #0
-__all__ = ['IMAGE_EXTS', 'folder_images', 'jsonl_images', 'load_pixels', 'ImageFiles', 'pooled', 'layer_features',
-           'batched_features', 'seed_loop_features', 'features_key', 'extract', 'save_features', 'pixel_features',
-           'main']
+__all__ = ['IMAGE_EXTS', 'folder_images', 'jsonl_images', 'load_pixels', 'load_bytes', 'byte_table', 'normalised', 'ImageFiles',
+           'pooled', 'layer_features', 'vit_side', 'image_loader', 'batched_features', 'seed_loop_features',
+           'features_key', 'extract', 'save_features', 'pixel_features', 'main']
 
 # %% ../../nbs/65_vitp.extract_features.ipynb #68146f3f
 IMAGE_EXTS = (".jpg", ".jpeg", ".png")
@@ -59,11 +60,29 @@ def load_pixels(path: str, side: int) -> torch.Tensor:
     return tiles_tensor([img], IMAGENET_MEAN, IMAGENET_STD)[0]
 
 
+def load_bytes(path: str, side: int) -> torch.Tensor:
+    "One image read and resized as `load_pixels` does, not yet normalised: (3, side, side) uint8."
+    with Image.open(path) as im: img = im.convert("RGB").resize((side, side), Image.BILINEAR)
+    return torch.from_numpy(np.ascontiguousarray(np.asarray(img).transpose(2, 0, 1)))
+
+
+def byte_table(mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:
+    "(3, 256) float32: each channel's normalised value of every byte, by `tiles_tensor`'s own numpy arithmetic."
+    v = np.arange(256, dtype=np.float32)[None] / 255.0
+    return torch.from_numpy((v - np.asarray(mean, np.float32)[:, None]) / np.asarray(std, np.float32)[:, None])
+
+
+def normalised(pixels: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    "Float32 pixels of uint8 `pixels` (n, 3, h, w) looked up in `table` (`byte_table`), on `pixels`' device."
+    offset = torch.arange(3, device=pixels.device).view(1, 3, 1, 1) * 256
+    return table.to(pixels.device).view(-1)[pixels.long() + offset]
+
+
 class ImageFiles(Dataset):
-    "Images as pixel tensors, read in DataLoader workers."
+    "Images as uint8 pixel tensors (`load_bytes`), read in DataLoader workers."
     def __init__(self, paths: list[str], side: int): self.paths, self.side = paths, side
     def __len__(self): return len(self.paths)
-    def __getitem__(self, i): return load_pixels(self.paths[i], self.side)
+    def __getitem__(self, i): return load_bytes(self.paths[i], self.side)
 
 
 def pooled(hidden: torch.Tensor, pooling: str) -> torch.Tensor:
@@ -81,20 +100,33 @@ def layer_features(vit, pixels: torch.Tensor, layers: list[int], pooling: str = 
     return [pooled(out.last_hidden_state if l == -1 else out.hidden_states[l], pooling) for l in layers]
 
 # %% ../../nbs/65_vitp.extract_features.ipynb #a51274f7
-def batched_features(vit, paths: list[str], layers: list[int], pooling: str = "mean", batch_size: int = 32,
-                     num_workers: int = 2) -> np.ndarray:
-    "Features of `paths` at `layers` side by side, (n, len(layers)·d) float32: batches read by DataLoader workers."
+def vit_side(vit) -> int:
+    "The input side of `vit` in pixels."
     side = vit.config.image_size
-    side = side if isinstance(side, int) else side[0]
-    loader = DataLoader(ImageFiles(paths, side), batch_size=batch_size, num_workers=num_workers,
-                        pin_memory=next(vit.parameters()).device.type == "cuda", persistent_workers=False)
-    return np.concatenate([torch.cat(layer_features(vit, b, layers, pooling), 1).cpu().numpy() for b in loader])
+    return side if isinstance(side, int) else side[0]
+
+
+def image_loader(paths: list[str], side: int, batch_size: int = 32, num_workers: int = 2, pin_memory: bool = False) -> DataLoader:
+    "Batches of uint8 images (n, 3, side, side) in order, read by `num_workers` processes (0: in this one)."
+    return DataLoader(ImageFiles(paths, side), batch_size=batch_size, num_workers=num_workers, pin_memory=pin_memory)
+
+
+@torch.no_grad()
+def batched_features(vit, paths: list[str], layers: list[int], pooling: str = "mean", batch_size: int = 32,
+                     num_workers: int = 2, progress: Callable[[int], None] | None = None) -> np.ndarray:
+    "Features of `paths` at `layers` side by side, (n, len(layers)·d) float32; `progress(images done)` after each batch."
+    dev = next(vit.parameters()).device
+    table, out, done = byte_table().to(dev), [], 0
+    for b in image_loader(paths, vit_side(vit), batch_size, num_workers, pin_memory=dev.type == "cuda"):
+        out.append(torch.cat(layer_features(vit, normalised(b.to(dev, non_blocking=True), table), layers, pooling), 1))
+        done += len(b)
+        if progress: progress(done)
+    return torch.cat(out).cpu().numpy()
 
 
 def seed_loop_features(vit, paths: list[str], layer: int = -1, pooling: str = "mean") -> np.ndarray:
     "The seed's loop: each image read, resized, passed and pooled alone. The reference for tests and the benchmark."
-    side = vit.config.image_size
-    side = side if isinstance(side, int) else side[0]
+    side = vit_side(vit)
     return np.stack([layer_features(vit, load_pixels(p, side)[None], [layer], pooling)[0][0].cpu().numpy() for p in paths])
 
 # %% ../../nbs/65_vitp.extract_features.ipynb #0c2bc6d9
