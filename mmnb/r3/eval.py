@@ -26,8 +26,8 @@ from ..train import process_state, write_metrics
 
 # %% auto #0
 __all__ = ['EVAL_FLAGS', 'EVAL_MODES', 'SETTINGS', 'SEED_METRICS', 'float_list', 'str_list', 'eval_params', 'eval_levels',
-           'eval_runs', 'predict_level', 'scored', 'score_table', 'gate_table', 'eval_samples', 'eval_out_dir',
-           'evaluate', 'main']
+           'run_levels', 'eval_runs', 'predict_level', 'scored', 'score_table', 'gate_table', 'eval_samples',
+           'eval_out_dir', 'eval_neighbours', 'evaluate', 'main']
 
 # %% ../../nbs/48_r3.eval.ipynb #61f25a48
 def float_list(s: str) -> list[float]:
@@ -66,6 +66,11 @@ def eval_levels(e: Mapping) -> list[float]:
     bad = [x for x in levels if not 0 <= x <= 1]
     if bad: raise ParamsError(f"eval.levels {bad} are outside [0, 1]")
     return levels
+
+def run_levels(e: Mapping, run: str) -> list[float]:
+    "The severities `run` is evaluated at: an ablation's `eval.ablation_levels` where set, else `eval_levels`."
+    if not run.startswith("r3 -") or not e["ablation_levels"] or e["clean_only"]: return eval_levels(e)
+    return eval_levels({"clean_only": False, "levels": e["ablation_levels"]})
 
 def eval_runs(p: Params) -> list[tuple[str, str, dict]]:
     "(run name, retrieval setting, r3 settings) of every run `p.eval` asks for."
@@ -155,6 +160,14 @@ def eval_out_dir(p: Params, samples: Sequence[Sample]) -> Path:
            "checkpoint": file_sha256(ck) if ck and ck.is_file() else None, "val": [s.id for s in samples]}
     return Path(p.work_dir) / "eval" / config_hash(key)
 
+def eval_neighbours(p: Params, R: Retrieval, samples: Sequence[Sample], level: float, setting: str, enc: dict) -> dict:
+    "sample id -> the cached neighbours of `samples` corrupted at `level` in `setting`; on a cache miss `enc` is filled with the indices' encoders."
+    col = R3Collate(None, R, None, p.r3, p.corruption, data_paths(p)["image_root"], p.seed, p.r3.max_length)
+    def queries(ss):
+        if not enc: enc.update(eval_encoders(p, R))
+        return query_vectors(enc, R, [col.views(s, level) for s in ss])
+    return cached_neighbours(R, samples, p.r3.top_k, setting == "leakage_free", Path(p.work_dir) / "retrieval", eval_query_key(p, level), queries)
+
 def evaluate(p: Params) -> dict:
     "Every run of `p.eval` at every level: the score table, the gate table and where the files are."
     seed_everything(p.seed)
@@ -163,21 +176,15 @@ def evaluate(p: Params) -> dict:
     if e.mode == "r3" and not e.checkpoint_dir: raise ParamsError("eval.mode r3 needs --checkpoint_dir (a finished stage folder)")
     # a trained stage's R3 modules are sized by the indices' dimensions, so base mode opens them too (without searching)
     R = open_retrieval(paths["index_dir"], paths["train_jsonl"], hint=build_hint(p)) if e.mode == "r3" or e.checkpoint_dir else None
-    enc = eval_encoders(p, R) if e.mode == "r3" else None
-    cache = Path(p.work_dir) / "retrieval"
-    rows = []
+    enc, rows = {}, []  # the query encoders open only when a level's neighbours are not cached yet
     for run, setting, r3 in runs:
         pr = Params({**p, "r3": r3})
         model, processor = build_r3(pr, R)
         if e.checkpoint_dir: load_stage(model, stage_path(p, e.checkpoint_dir))
         model.eval()
-        for level in levels:
-            col = R3Collate(processor, R, None, r3, p.corruption, paths["image_root"], p.seed, r3["max_length"])
-            hits = None
-            if e.mode == "r3":
-                hits = cached_neighbours(R, samples, r3["top_k"], setting == "leakage_free", cache, eval_query_key(p, level),
-                                         lambda ss: query_vectors(enc, R, [col.views(s, level) for s in ss]))
-                col = R3Collate(processor, R, hits, r3, p.corruption, paths["image_root"], p.seed, r3["max_length"])
+        for level in run_levels(e, run):
+            hits = eval_neighbours(p, R, samples, level, setting, enc) if e.mode == "r3" else None
+            col = R3Collate(processor, R, hits, r3, p.corruption, paths["image_root"], p.seed, r3["max_length"])
             rows += [{**r, "setting": setting} for r in predict_level(model, processor, col, R, samples, level, e, run, hits)]
     df = scored(rows)
     table, gates = score_table(df), gate_table(df)
