@@ -19,8 +19,8 @@ from .metrics import hit_at_k, recall_at_k
 __all__ = ['INDEX_METRICS', 'faiss_module', 'as_rows', 'normalized', 'flat_index', 'search', 'index_files', 'write_index',
            'StaleIndexError', 'read_manifest', 'read_index', 'shard_range', 'embed_chunks', 'shard_files',
            'write_shard', 'merge_shards', 'recall_at_ks', 'topk_accuracy', 'similarity_matrix', 'average_precisions',
-           'per_class_recall', 'qe_loop', 'query_expansion', 'rank_l2', 'same_ranking', 'fit_whitening', 'whiten',
-           'retrieval_report', 'report_rows']
+           'per_class_recall', 'qe_loop', 'query_expansion', 'l2_distances', 'rank_l2', 'same_ranking', 'fit_whitening',
+           'whiten', 'retrieval_report', 'report_rows']
 
 # %% ../nbs/08_retrieval.ipynb #e4497048
 def faiss_module():
@@ -265,8 +265,8 @@ def query_expansion(queries, gallery, neighbours, k: int = 5, alpha: float = 0.0
     return (q + np.einsum("nk,nkd->nd", w, nb)) / (1 + w.sum(1, keepdims=True))
 
 
-def _distances(queries, gallery, rows) -> np.ndarray:
-    "`qe_loop`'s L2 distance of each query to its `rows` (n × m)."
+def l2_distances(queries, gallery, rows) -> np.ndarray:
+    "`qe_loop`'s L2 distance (the same float32 bits) of each query to its `rows` (n × m)."
     return np.linalg.norm(gallery[rows] - queries[:, None], axis=2)
 
 
@@ -280,7 +280,7 @@ def rank_l2(queries, gallery, top: int | None = None, margin: int = 32, index=No
         index = index if index is not None else flat_index(g, "l2", gpu=True)
         cand = np.sort(search(index, q, n + margin, "l2")[1], axis=1)
     else: cand = np.broadcast_to(np.arange(len(g)), (len(q), len(g)))
-    out = [np.take_along_axis(c, np.argsort(_distances(qb, g, c), axis=1, kind="stable"), 1)[:, :n]
+    out = [np.take_along_axis(c, np.argsort(l2_distances(qb, g, c), axis=1, kind="stable"), 1)[:, :n]
            for c, qb in ((cand[b:b + batch], q[b:b + batch]) for b in range(0, len(q), batch))]
     return np.concatenate(out)
 
@@ -290,7 +290,7 @@ def same_ranking(ranked, reference, queries, gallery) -> np.ndarray:
     `qe_loop` distance from the (expanded) query, i.e. the same rows except for the order of rows at exactly equal
     distance, which the seed's unstable `np.argsort` leaves arbitrary."""
     q, g = np.asarray(queries), np.asarray(gallery)
-    return (_distances(q, g, np.asarray(ranked)) == _distances(q, g, np.asarray(reference))).all(1)
+    return (l2_distances(q, g, np.asarray(ranked)) == l2_distances(q, g, np.asarray(reference))).all(1)
 
 
 # %% ../nbs/08_retrieval.ipynb #3e0457d8
