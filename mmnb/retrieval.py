@@ -19,8 +19,8 @@ from .metrics import hit_at_k, recall_at_k
 __all__ = ['INDEX_METRICS', 'faiss_module', 'as_rows', 'normalized', 'flat_index', 'search', 'index_files', 'write_index',
            'StaleIndexError', 'read_manifest', 'read_index', 'shard_range', 'embed_chunks', 'shard_files',
            'write_shard', 'merge_shards', 'recall_at_ks', 'topk_accuracy', 'similarity_matrix', 'average_precisions',
-           'per_class_recall', 'qe_loop', 'query_expansion', 'rank_l2', 'fit_whitening', 'whiten', 'retrieval_report',
-           'report_rows']
+           'per_class_recall', 'qe_loop', 'query_expansion', 'l2_distances', 'rank_l2', 'same_ranking', 'fit_whitening',
+           'whiten', 'retrieval_report', 'report_rows']
 
 # %% ../nbs/08_retrieval.ipynb #e4497048
 def faiss_module():
@@ -254,25 +254,44 @@ def qe_loop(query_features, gallery_features, initial_indices, k1: int = 5) -> n
 
 
 def query_expansion(queries, gallery, neighbours, k: int = 5, alpha: float = 0.0) -> np.ndarray:
-    "Expanded queries: the query and its first `k` neighbours averaged (alpha 0, average QE) or weighted by similarity^alpha (α-QE)."
+    """Expanded queries: the query and its first `k` neighbours averaged (alpha 0, average QE, bit for bit the seed's
+    mean) or weighted by similarity^alpha (α-QE)."""
     q, nb = np.asarray(queries), np.asarray(gallery)[neighbours[:, :k]]   # (n, d), (n, k, d)
-    if alpha == 0: return (q + nb.sum(1)) / (k + 1)
+    if alpha == 0:
+        s = q.astype(np.result_type(q, nb))
+        for j in range(k): s += nb[:, j]   # the seed's order of additions, hence its rounding
+        return s / (k + 1)
     w = np.clip(np.einsum("nd,nkd->nk", q, nb), 0, None) ** alpha
     return (q + np.einsum("nk,nkd->nd", w, nb)) / (1 + w.sum(1, keepdims=True))
 
 
+def l2_distances(queries, gallery, rows) -> np.ndarray:
+    "`qe_loop`'s L2 distance (the same float32 bits) of each query to its `rows` (n × m)."
+    return np.linalg.norm(gallery[rows] - queries[:, None], axis=2)
+
+
 def rank_l2(queries, gallery, top: int | None = None, margin: int = 32, index=None, batch: int = 256) -> np.ndarray:
-    """The first `top` gallery rows by L2 distance for every query (all rows when None), ordered by `qe_loop`'s distance.
-    A shortlist of `top + margin` rows comes from the FAISS L2 `index` of the gallery (built when not given)."""
+    """The first `top` gallery rows by L2 distance for every query (all rows when None), ordered by `qe_loop`'s distance,
+    rows at equal distance by row. A shortlist of `top + margin` rows comes from the FAISS L2 `index` of the gallery
+    (built when not given)."""
     g, q = np.asarray(gallery), np.asarray(queries)
     n = len(g) if top is None else min(top, len(g))
     if n + margin < len(g):
         index = index if index is not None else flat_index(g, "l2", gpu=True)
-        cand = search(index, q, n + margin, "l2")[1]
-    else: cand = np.concatenate([np.argsort((g * g).sum(1)[None] - 2 * q[b:b + batch] @ g.T, axis=1) for b in range(0, len(q), batch)])
-    out = [np.take_along_axis(c, np.argsort(np.linalg.norm(g[c] - qb[:, None], axis=2), axis=1, kind="stable"), 1)[:, :n]
+        cand = np.sort(search(index, q, n + margin, "l2")[1], axis=1)
+    else: cand = np.broadcast_to(np.arange(len(g)), (len(q), len(g)))
+    out = [np.take_along_axis(c, np.argsort(l2_distances(qb, g, c), axis=1, kind="stable"), 1)[:, :n]
            for c, qb in ((cand[b:b + batch], q[b:b + batch]) for b in range(0, len(q), batch))]
     return np.concatenate(out)
+
+
+def same_ranking(ranked, reference, queries, gallery) -> np.ndarray:
+    """Per query, whether rankings `ranked` and `reference` (n × top rows) are the same: at every rank, rows at the same
+    `qe_loop` distance from the (expanded) query, i.e. the same rows except for the order of rows at exactly equal
+    distance, which the seed's unstable `np.argsort` leaves arbitrary."""
+    q, g = np.asarray(queries), np.asarray(gallery)
+    return (l2_distances(q, g, np.asarray(ranked)) == l2_distances(q, g, np.asarray(reference))).all(1)
+
 
 # %% ../nbs/08_retrieval.ipynb #3e0457d8
 def fit_whitening(gallery: np.ndarray, dim: int, eps: float = 1e-6) -> dict[str, np.ndarray]:

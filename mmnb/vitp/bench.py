@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ..core import config_hash, get_device, load_params, params_hash, parse_sets, synchronize
-from ..retrieval import flat_index, normalized, qe_loop, query_expansion, rank_l2, search
+from ..retrieval import flat_index, l2_distances, normalized, qe_loop, query_expansion, rank_l2, same_ranking, search
 from ..train import write_metrics
 from .data import make_twin
 from .extract_features import batched_features, folder_images, image_loader, seed_loop_features, vit_side
@@ -115,10 +115,18 @@ def bench_qe(queries: int, gallery: int, dim: int, top: int = 100, k: int = 5, s
     ref, t_loop = timed(lambda: qe_loop(Q, G, init, k), device)
     say(f"  seed loop: {t_loop:.2f} s")
     got, t_batch = timed(lambda: rank_l2(query_expansion(Q, G, init, k), G, top=top), device)
-    same = (got == ref[:, :top]).all(1)
-    say(f"  batched: {t_batch:.3f} s ({t_loop / t_batch:.1f}x), {same.mean():.0%} of queries ranked identically")
+    xq = query_expansion(Q, G, init, k)
+    seed_xq = np.stack([np.mean(np.vstack([Q[i:i + 1], G[init[i, :k]]]), axis=0) for i in range(queries)])
+    same, rowwise = same_ranking(got, ref[:, :top], xq, G), (got == ref[:, :top]).all(1)
+    d = l2_distances(xq, G, ref[:, :top + 1])
+    ties = (d[:, 1:] == d[:, :-1]).any(1)
+    say(f"  batched: {t_batch:.3f} s ({t_loop / t_batch:.1f}x), {same.mean():.0%} of queries ranked identically, "
+        f"{rowwise.mean():.0%} row for row ({ties.sum()} queries have rows at exactly equal distance in their top {top + 1})")
     return {"queries": queries, "gallery": gallery, "dim": dim, "loop_s": t_loop, "batched_s": t_batch,
-            "speedup": t_loop / t_batch, "ranks_compared": top, "queries_identical": float(same.mean())}
+            "speedup": t_loop / t_batch, "ranks_compared": top, "queries_identical": float(same.mean()),
+            "queries_identical_rowwise": float(rowwise.mean()), "queries_with_ties": int(ties.sum()),
+            "expanded_identical": bool((xq == seed_xq).all())}
+
 
 # %% ../../nbs/67_vitp.bench.ipynb #b1a0c016
 def device_label(device: torch.device) -> str:
