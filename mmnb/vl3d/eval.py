@@ -19,7 +19,7 @@ from ..models import load_weights
 from ..stage import sharded_map
 from ..train import process_state, write_metrics
 from .features import get_vae, items_for
-from .model import Collate3D, build_shape_vlm, load_projector
+from .model import Collate3D, build_shape_vlm, load_projector, with_context
 from .train import on_checkpoint, output_dir, seed_params, vlm_folder
 
 # %% auto #0
@@ -28,7 +28,7 @@ __all__ = ['CONDITIONS', 'PAYLOAD', 'shuffled_items', 'condition_items', 'score_
 
 # %% ../../nbs/55_vl3d.eval.ipynb #c006
 CONDITIONS = ("shape", "text_only", "shuffled")
-PAYLOAD = ("feats_3d", "coords_3d", "sdf")
+PAYLOAD = ("feats_3d", "coords_3d", "sdf", "facts")
 
 
 def shuffled_items(items: list[dict], seed: int = 0) -> list[dict]:
@@ -41,11 +41,11 @@ def shuffled_items(items: list[dict], seed: int = 0) -> list[dict]:
     return [{**i, **payload[donor[i["shape"]]], "shape_given": donor[i["shape"]]} for i in items]
 
 
-def condition_items(items: list[dict], condition: str, seed: int = 0) -> list[dict]:
-    "The items of one evaluation condition: `shape` (as they are), `text_only` (no 3D tokens) or `shuffled`."
-    if condition == "shape": return items
+def condition_items(items: list[dict], condition: str, seed: int = 0, context: str = "none") -> list[dict]:
+    "The items of one evaluation condition: `shape` (as they are), `text_only` (no 3D tokens) or `shuffled`; described as `context` says."
+    if condition == "shape": return with_context(items, context)
     if condition == "text_only": return [{**i, "text_only": True} for i in items]
-    if condition == "shuffled": return shuffled_items(items, seed)
+    if condition == "shuffled": return with_context(shuffled_items(items, seed), context)
     raise ValueError(f"unknown condition {condition!r}; valid: {', '.join(CONDITIONS)}")
 
 # %% ../../nbs/55_vl3d.eval.ipynb #c009
@@ -125,7 +125,7 @@ def run_eval(p: Params) -> dict:
     model, processor = load_aligned(p, vae, ckpt)
     rows = {}
     for c in ("shape", *p.eval.controls):
-        its = condition_items(items, c, p.seed)
+        its = condition_items(items, c, p.seed, p.align.text_context)
         rows[c] = [{**score_row(i, pred), "condition": c} for i, pred in zip(its, predict(model, processor, its, p, vae.config))]
     summary = {**summarize(rows), "n_test": len(items), "mode": p.features.mode, "lora": bool(p.model.lora.enabled),
                "examples": {c: rs[:p.eval.n_examples] for c, rs in rows.items()}}

@@ -153,9 +153,10 @@ def load_features(manifest) -> dict[str, dict]:
 
 # %% ../../nbs/52_vl3d.features.ipynb #c015
 def make_items(p: Params, samples: list[Sample], features: dict | None = None) -> list[dict]:
-    "Training/eval items of `samples`: features from `features` (mode A) or SDF grids (mode B, `features` None)."
+    "Training/eval items of `samples` (with their `conversations` and ground-truth `facts` when given): features from `features` (mode A) or SDF grids (mode B, `features` None)."
     base = [{"id": s.id, "qtype": s.meta["qtype"], "shape": s.meta["shape"], "question": s.question,
-             "answer": s.answers[0], "answers": s.answers, **({"conversations": s.meta["conversations"]} if "conversations" in s.meta else {})}
+             "answer": s.answers[0], "answers": s.answers,
+             **{k: s.meta[k] for k in ("conversations", "facts") if k in s.meta}}
             for s in samples]
     if features is not None:
         return [{**b, "feats_3d": features[b["shape"]]["feats_3d"], "coords_3d": features[b["shape"]]["coords_3d"]} for b in base]

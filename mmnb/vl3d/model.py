@@ -19,13 +19,13 @@ from ..data import DataError
 from ..embeds import add_extra_token, chat_inputs, extras_at, placeholder_text
 from ..models import decoding_kwargs, end_token, load_adapter, load_weights, save_weights, vision_token_ids
 from ..stage import build_model, param_counts, with_lora
-from .shapes import SHAPE_TAG
+from .shapes import SHAPE_TAG, caption
 from .vqvae import SparseSDFVQVAE, VQVAEConfig, sparse_latent, surface_mask
 
 # %% auto #0
-__all__ = ['pos_encoding_3d', 'Projector', 'check_tokens', 'shape_turns', 'n_tokens', 'pad_tokens', 'token_stats', 'Collate3D',
-           'ShapeVLM', 'zero_token_row', 'build_shape_vlm', 'trainable_filter', 'set_trainable', 'save_projector',
-           'load_projector']
+__all__ = ['TEXT_CONTEXTS', 'pos_encoding_3d', 'Projector', 'check_tokens', 'shape_turns', 'n_tokens', 'pad_tokens',
+           'token_stats', 'fact_text', 'with_context', 'Collate3D', 'ShapeVLM', 'zero_token_row', 'build_shape_vlm',
+           'trainable_filter', 'set_trainable', 'save_projector', 'load_projector']
 
 # %% ../../nbs/53_vl3d.model.ipynb #c006
 def pos_encoding_3d(xyz: torch.Tensor, latent_res: int, freqs: int = 4) -> torch.Tensor:
@@ -70,16 +70,16 @@ def check_tokens(feats: torch.Tensor, coords: torch.Tensor, latent_dim: int, lat
 
 # %% ../../nbs/53_vl3d.model.ipynb #c009
 def shape_turns(item: dict, n_tokens: int, template: str = "{shape}\n{question}") -> list[dict]:
-    "The human/gpt turns of `item` with `n_tokens` placeholders where `SHAPE_TAG` stands (none: text only)."
+    "The human/gpt turns of `item` with `n_tokens` placeholders where `SHAPE_TAG` stands (none: its `context` text, or nothing)."
     conv = item.get("conversations") or [{"from": "human", "value": template.format(shape=SHAPE_TAG, question=item["question"])},
                                          {"from": "gpt", "value": item["answer"]}]
-    fill = placeholder_text(n_tokens) if n_tokens else ""
+    fill = placeholder_text(n_tokens) if n_tokens else "" if item.get("text_only") else item.get("context", "")
     return [{**t, "value": t["value"].replace(SHAPE_TAG, fill).strip()} if t["from"] == "human" else t for t in conv]
 
 
 def n_tokens(item: dict, vae_config: VQVAEConfig, max_3d_tokens: int) -> int:
-    "How many 3D tokens `item` puts into its prompt (0 for a text-only item)."
-    if item.get("text_only"): return 0
+    "How many 3D tokens `item` puts into its prompt (0 for a text-only item or one with a text `context`)."
+    if item.get("text_only") or "context" in item: return 0
     if "feats_3d" in item: n = len(item["feats_3d"])
     else: n = int(surface_mask(vae_config, torch.as_tensor(item["sdf"])[None]).sum())
     return min(n, max_3d_tokens)
@@ -104,6 +104,30 @@ def token_stats(counts: list[int], max_3d_tokens: int) -> dict:
     return {"n_samples": len(counts), "n_truncated": n_cut, "frac_truncated": n_cut / max(len(counts), 1),
             "tokens_mean": float(t.mean()) if len(counts) else 0.0, "tokens_max": int(t.max()) if len(counts) else 0,
             "max_3d_tokens": max_3d_tokens}
+
+# %% ../../nbs/53_vl3d.model.ipynb #ctx02
+TEXT_CONTEXTS = ("none", "caption", "facts")
+
+
+def fact_text(facts: dict) -> str:
+    "A structured description of a shape from its `facts` (`shapes.shape_facts`): another wording than its caption."
+    yes = lambda b: "yes" if b else "no"
+    larger = f"; larger: {facts['larger']}" if facts.get("larger") else ""
+    return f"parts: {', '.join(facts['types'])}; hole: {yes(facts['hole'])}; symmetric: {yes(facts['symmetric'])}{larger}"
+
+
+def with_context(items: list[dict], mode: str = "none") -> list[dict]:
+    "`items` with the description `mode` names as their `context` (none: unchanged); text-only items keep an empty span."
+    if mode not in TEXT_CONTEXTS:
+        raise ParamsError(f"align.text_context = {mode!r}; valid: {', '.join(TEXT_CONTEXTS)}")
+    if mode == "none": return items
+    describe = caption if mode == "caption" else fact_text
+    for it in items:
+        if "facts" not in it:
+            raise DataError(f"sample {it.get('id', '?')}: align.text_context = {mode!r} describes a shape from its ground "
+                            "truth (meta.facts, written by the synthetic twin), and this sample has none")
+    return [it if it.get("text_only") else {**it, "context": describe(it["facts"])} for it in items]
+
 
 # %% ../../nbs/53_vl3d.model.ipynb #c012
 @dataclass

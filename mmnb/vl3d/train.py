@@ -17,7 +17,8 @@ from ..models import PRESETS, save_adapter, save_vlm, save_weights
 from ..stage import train_stage
 from ..train import process_state, write_metrics
 from .features import data_root, get_vae, items_for
-from .model import Collate3D, build_shape_vlm, n_tokens, save_projector, set_trainable, token_stats, trainable_filter
+from .model import (Collate3D, build_shape_vlm, n_tokens, save_projector, set_trainable, token_stats, trainable_filter,
+                             with_context)
 
 # %% auto #0
 __all__ = ['SEED_FLAGS', 'schema_path', 'seed_parser', 'seed_params', 'vlm_key', 'align_dir', 'output_dir', 'vlm_folder',
@@ -123,17 +124,21 @@ def epoch_saver(out: Path, spe: int):
 
 def what_trains(p: Params) -> str:
     "A label of the trained parts: VLM on text only, projector only, projector + LoRA, or projector + VLM."
-    if p.align.text_only: return "VLM on text only"
+    if p.align.text_only: return "VLM on text only" + (f" ({p.align.text_context} where the shape goes)" if p.align.text_context != "none" else "")
     return "projector + VLM" if p.align.train_lm else "projector + LoRA" if p.model.lora.enabled else "projector only"
 
 
 def train_items(p: Params, vae, cfg_path, ckpt) -> list[dict]:
-    "The training items of `p`: with their shapes, or marked text only (`align.text_only`: no 3D token in any prompt)."
+    "The training items of `p`: with their shapes, or text only (`align.text_only`: no 3D token in any prompt; the shape's span empty or described, `align.text_context`)."
     if p.align.text_only and not p.align.train_lm:
         raise ParamsError("align.text_only: true trains the VLM on the questions without 3D tokens; it needs "
                           "align.train_lm: true (without shapes the projector gets no gradient, so nothing would train)")
+    if p.align.text_context != "none" and not p.align.text_only:
+        raise ParamsError(f"align.text_context = {p.align.text_context!r} describes the shape in words in a text pretraining; "
+                          "it needs align.text_only: true (with 3D tokens the span holds the shape itself)")
     items = items_for(p, p.data.train_split, vae, cfg_path, ckpt)
-    return [{**i, "text_only": True} for i in items] if p.align.text_only else items
+    if not p.align.text_only: return items
+    return with_context(items, p.align.text_context) if p.align.text_context != "none" else [{**i, "text_only": True} for i in items]
 
 
 def run_train(p: Params, argv: list[str] | None = None) -> dict:
