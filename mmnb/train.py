@@ -32,8 +32,9 @@ __all__ = ['SCHEDULES', 'PRECISIONS', 'BACKENDS', 'PARAM_DTYPES', 'MASTER_WEIGHT
            'load_tensor_state', 'EMA', 'list_checkpoints', 'resolve_checkpoint', 'check_resumable', 'save_checkpoint',
            'cast_params_', 'MasterWeights', 'linear_cross_entropy', 'causal_lm_parts', 'HiddenStateLoss', 'no_kv_cache',
            'compile_blocks', 'prepare_levers', 'rope_model', 'sample_positions', 'PositionedDataset',
-           'PositionedCollate', 'positioned_data', 'segment_attention', 'batch_vision_attention', 'TrainingDiverged',
-           'first_nonfinite', 'failure_record', 'diverged_message', 'SkipGuard', 'output_lock', 'fit', 'write_metrics']
+           'PositionedCollate', 'positioned_data', 'segment_attention', 'batch_vision_attention', 'sample_dim',
+           'DeviceData', 'TrainingDiverged', 'first_nonfinite', 'failure_record', 'diverged_message', 'SkipGuard',
+           'output_lock', 'fit', 'write_metrics']
 
 # %% ../nbs/04_train.ipynb #c008
 SCHEDULES = ("constant", "linear", "cosine")
@@ -82,6 +83,7 @@ class TrainConfig:
     compile_mode: str = "default"     # torch.compile mode: default | reduce-overhead (CUDA graphs) | max-autotune[-no-cudagraphs]
     grad_checkpointing: bool = False  # recompute each layer's activations in the backward pass (memory for time)
     precompute_positions: bool = False # Qwen2-VL: mRoPE and vision positions made once per sample, not per step (same numbers)
+    data_on_device: bool = False      # the training set collated once into device memory; a micro-batch is a gather there
 
     def __post_init__(self):
         for f in dataclasses.fields(self): setattr(self, f.name, _checked(f, getattr(self, f.name)))
@@ -622,6 +624,68 @@ def batch_vision_attention(model: torch.nn.Module) -> str:
     return vision._attn_implementation
 
 
+# %% ../nbs/04_train.ipynb #dd02
+def sample_dim(one, full, n: int) -> int | None:
+    "The dimension along which `full`, the collate of `n` samples, holds each sample's slice the size of `one` (one sample's collate); None if there is none."
+    if not (isinstance(one, torch.Tensor) and isinstance(full, torch.Tensor)) or one.ndim != full.ndim: return None
+    return next((d for d in range(one.ndim) if one.shape[d] > 0 and full.shape[d] == n * one.shape[d]
+                 and all(full.shape[e] == one.shape[e] for e in range(one.ndim) if e != d)), None)
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        return isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape == b.shape and torch.equal(a, b)
+    return a == b
+
+
+class DeviceData:
+    "The training set collated once into `device` memory; `batch(indices)` gathers a micro-batch there, equal to `collate_fn` of the same samples."
+    def __init__(self, dataset, collate_fn: Callable, batch_size: int, device: torch.device | str):
+        n, self.device = len(dataset), torch.device(device)
+        if n < max(2, batch_size):
+            raise ValueError(f"train.data_on_device: {n} samples; it needs at least 2 and a full batch of train.batch_size={batch_size}")
+        items = [dataset[i] for i in range(n)]
+        full, one = collate_fn(items), collate_fn(items[:1])
+        head, tail = collate_fn(items[:batch_size]), collate_fn(items[n - batch_size:])
+        self.dims, self.per_sample, self.fixed = {}, {}, {}
+        for k, v in full.items():
+            d = sample_dim(one[k], v, n)
+            if d is not None:
+                self.dims[k], self.per_sample[k] = d, v.unflatten(d, (n, one[k].shape[d]))
+            elif _same(head[k], tail[k]): self.fixed[k] = head[k]
+            else: raise ValueError(f"train.data_on_device: batch key {k!r} is neither per sample nor the same in every batch "
+                                   "(samples of different shapes?); set train.data_on_device: false")
+        self.tokens = self._sample_tokens(n)
+        self.nbytes = sum(t.numel() * t.element_size() for t in self.per_sample.values())
+        if self.device.type == "cuda" and self.nbytes > torch.cuda.mem_get_info(self.device)[0] / 2:
+            raise ValueError(f"train.data_on_device: the collated training set takes {self.nbytes / 1e9:.1f} GB, more than half "
+                             f"of the free memory of {self.device}; set train.data_on_device: false")
+        self.per_sample = {k: t.to(self.device) for k, t in self.per_sample.items()}
+        self.fixed = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in self.fixed.items()}
+        got = self.batch(list(range(n - batch_size, n)))
+        if bad := [k for k in tail if not _same(got[k].cpu() if isinstance(got[k], torch.Tensor) else got[k], tail[k])]:
+            raise ValueError(f"train.data_on_device: gathering the last batch on the device does not give what the collate gives "
+                             f"for {bad}; set train.data_on_device: false")
+
+    def _sample_tokens(self, n: int) -> torch.Tensor:
+        "Tokens of each sample as `batch_tokens` counts a batch: attention-mask ones, else input ids, else 1."
+        for key in ("attention_mask", "input_ids"):
+            if key in self.per_sample:
+                t = self.per_sample[key].movedim(self.dims[key], 0).reshape(n, -1)
+                return t.sum(1) if key == "attention_mask" else torch.full((n,), t.shape[1])
+        return torch.ones(n, dtype=torch.long)
+
+    def counted(self, indices: list[int]) -> tuple[list[int], int, int]:
+        "The DataLoader's collate: the indices as they are (accelerate leaves a list of ints on the host), their tokens and samples."
+        return list(indices), int(self.tokens[indices].sum()), len(indices)
+
+    def batch(self, indices: list[int]) -> dict:
+        "The micro-batch of samples `indices`, gathered on the device without a host sync."
+        idx = torch.tensor(indices, dtype=torch.long)
+        idx = idx.pin_memory().to(self.device, non_blocking=True) if self.device.type == "cuda" else idx.to(self.device)
+        return {**{k: t.index_select(self.dims[k], idx).flatten(self.dims[k], self.dims[k] + 1) for k, t in self.per_sample.items()},
+                **self.fixed}
+
 # %% ../nbs/04_train.ipynb #d002
 FAILED_FILE = "failed.json"
 LOCK_FILE = ".train.lock"
@@ -768,8 +832,10 @@ def _fit(model, train_dataset, collate_fn, cfg: TrainConfig, eval_fn, trainable)
     step_module, master = prepare_levers(model, cfg, accelerator.device)
 
     if cfg.precompute_positions: train_dataset, collate_fn = positioned_data(model, train_dataset, collate_fn)
+    resident = DeviceData(train_dataset, collate_fn, cfg.batch_size, accelerator.device) if cfg.data_on_device else None
     sampler, generator = EpochSampler(len(train_dataset), cfg.seed), torch.Generator()
-    loader = DataLoader(train_dataset, batch_size=cfg.batch_size, sampler=sampler, collate_fn=_Counted(collate_fn),
+    loader = DataLoader(range(len(train_dataset)) if resident else train_dataset, batch_size=cfg.batch_size, sampler=sampler,
+                        collate_fn=resident.counted if resident else _Counted(collate_fn),
                         drop_last=True, num_workers=cfg.num_workers, generator=generator)
     opt_params = master.params if master else [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(_param_groups(opt_params, cfg.weight_decay), lr=cfg.lr, fused=cfg.fused_adamw or None)
@@ -838,6 +904,7 @@ def _fit(model, train_dataset, collate_fn, cfg: TrainConfig, eval_fn, trainable)
     step, window, terms_window = start, torch.zeros((), device=accelerator.device), {}
     for batch, n_tok, n_smp in _stream(accelerator, loader, sampler, generator, cfg.seed, start * cfg.grad_accum):
         if step >= max_steps: break
+        if resident: batch = resident.batch(batch)
         with accelerator.accumulate(step_module):
             out = step_module(**batch)
             loss, terms = out["loss"] if isinstance(out, Mapping) else out.loss, _loss_terms(out)
