@@ -19,6 +19,7 @@ from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, Sampler
 from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.utils.generic import accepts_precomputed_kwargs
 from transformers.vision_utils import get_vision_cu_seqlens, get_vision_position_ids
 from tqdm.auto import tqdm
 
@@ -32,9 +33,9 @@ __all__ = ['SCHEDULES', 'PRECISIONS', 'BACKENDS', 'PARAM_DTYPES', 'MASTER_WEIGHT
            'load_tensor_state', 'EMA', 'list_checkpoints', 'resolve_checkpoint', 'check_resumable', 'save_checkpoint',
            'cast_params_', 'MasterWeights', 'linear_cross_entropy', 'causal_lm_parts', 'HiddenStateLoss', 'no_kv_cache',
            'compile_blocks', 'prepare_levers', 'rope_model', 'sample_positions', 'PositionedDataset',
-           'PositionedCollate', 'positioned_data', 'segment_attention', 'batch_vision_attention', 'sample_dim',
-           'DeviceData', 'TrainingDiverged', 'first_nonfinite', 'failure_record', 'diverged_message', 'SkipGuard',
-           'output_lock', 'fit', 'write_metrics']
+           'PositionedCollate', 'positioned_data', 'segment_attention', 'whole_image_features',
+           'batch_vision_attention', 'sample_dim', 'DeviceData', 'TrainingDiverged', 'first_nonfinite',
+           'failure_record', 'diverged_message', 'SkipGuard', 'output_lock', 'fit', 'write_metrics']
 
 # %% ../nbs/04_train.ipynb #c008
 SCHEDULES = ("constant", "linear", "cosine")
@@ -530,7 +531,7 @@ def prepare_levers(model: torch.nn.Module, cfg: TrainConfig, device: torch.devic
         if cfg.master_weights == "fp32":
             if device is not None: model.to(device)
             master = MasterWeights({n: p for n, p in model.named_parameters() if p.requires_grad})
-    if cfg.precompute_positions: batch_vision_attention(model)
+    if cfg.precompute_positions: batch_vision_attention(model); whole_image_features(model)
     if cfg.compile == "layers": compile_blocks(model, cfg.compile_mode)
     step_module = model if cfg.loss_impl == "model" else HiddenStateLoss(model, cfg.loss_impl)
     if cfg.compile == "model":
@@ -617,12 +618,23 @@ def segment_attention(module, query, key, value, attention_mask, cu_seq_lens_q, 
 AttentionInterface.register(SEGMENT_ATTENTION, segment_attention)
 
 
+def whole_image_features(model: torch.nn.Module) -> None:
+    """Make `model`'s Qwen2-VL `get_image_features` hand the batch's image features over as one tensor (a 1-tuple), not split
+    per image at a `.tolist()` of the image sizes: its caller, the forward, concatenates them right back."""
+    base = rope_model(model)
+    @accepts_precomputed_kwargs(modality="image")  # as transformers' own: image_cu_seqlens reaches the tower as cu_seqlens
+    def get_image_features(pixel_values, image_grid_thw=None, **kwargs):
+        out = base.visual(pixel_values.type(base.visual.dtype), grid_thw=image_grid_thw, **kwargs)
+        out.pooler_output = (out.pooler_output,)
+        return out
+    base.get_image_features = get_image_features
+
+
 def batch_vision_attention(model: torch.nn.Module) -> str:
     "Run `model`'s sdpa vision attention through `segment_attention`; return the vision tower's attention implementation."
     vision = rope_model(model).visual.config
     if vision._attn_implementation == "sdpa": vision._attn_implementation = SEGMENT_ATTENTION
     return vision._attn_implementation
-
 
 # %% ../nbs/04_train.ipynb #dd02
 def sample_dim(one, full, n: int) -> int | None:
