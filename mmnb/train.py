@@ -567,11 +567,13 @@ def sample_positions(base: torch.nn.Module, item: Mapping) -> dict[str, torch.Te
 
 
 class PositionedDataset(torch.utils.data.Dataset):
-    "`dataset` whose items also carry their `sample_positions`, computed on first access and kept."
+    """`dataset` whose items also carry their `sample_positions`, computed on first access and kept. Items that are not yet
+    token ids (an image and a prompt that the collate will process) pass unchanged: the collate positions their batch."""
     def __init__(self, dataset, base: torch.nn.Module): self.dataset, self.base, self.cache = dataset, base, {}
     def __len__(self): return len(self.dataset)
     def __getitem__(self, i):
         item = self.dataset[i]
+        if "input_ids" not in item: return item
         if i not in self.cache: self.cache[i] = sample_positions(self.base, item)
         return {**item, **self.cache[i]}
 
@@ -582,16 +584,18 @@ class PositionedCollate:
     def __call__(self, items: list[dict]) -> dict:
         batch = self.collate_fn([{k: v for k, v in it.items() if k not in POSITION_KEYS} for it in items])
         ids, grid = batch["input_ids"], batch.get("image_grid_thw")
-        if all(it["position_ids"].shape[-1] == ids.shape[1] for it in items):
+        if all("position_ids" in it and it["position_ids"].shape[-1] == ids.shape[1] for it in items):
             batch["position_ids"] = torch.stack([it["position_ids"] for it in items], dim=1)
-        else:  # the collate padded: the padded batch's positions, as the model would compute them
+        else:  # raw items, or the collate padded: the batch's positions, as the model would compute them, on the CPU
             with torch.no_grad():
                 batch["position_ids"] = self.base.get_rope_index(ids, batch["mm_token_type_ids"], image_grid_thw=grid,
                                                                  attention_mask=batch.get("attention_mask"))[0]
         if grid is not None:
+            kept = [it["image_position_ids"] for it in items if "image_position_ids" in it]  # every image of processed items
             cu = get_vision_cu_seqlens(grid)
-            batch |= {"image_position_ids": torch.cat([it["image_position_ids"] for it in items]), "image_cu_seqlens": cu,
-                      "image_max_seqlen": int((cu[1:] - cu[:-1]).max())}
+            batch |= {"image_position_ids": torch.cat(kept) if kept and all("input_ids" in it for it in items)
+                      else get_vision_position_ids(grid, self.base.visual.spatial_merge_size),
+                      "image_cu_seqlens": cu, "image_max_seqlen": int((cu[1:] - cu[:-1]).max())}
         return batch
 
 
