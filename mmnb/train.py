@@ -27,15 +27,16 @@ from .core import atomic_path, conform_value, did_you_mean_or_valid, load_json, 
 
 # %% auto #0
 __all__ = ['SCHEDULES', 'PRECISIONS', 'BACKENDS', 'PARAM_DTYPES', 'MASTER_WEIGHTS', 'LOSS_IMPLS', 'COMPILES', 'COMPILE_MODES',
-           'NEVER_GROW', 'STATE_FILE', 'IGNORE_INDEX', 'POSITION_KEYS', 'SEGMENT_ATTENTION', 'FAILED_FILE', 'LOCK_FILE',
-           'TrainConfig', 'multi_cpu', 'process_state', 'check_distributed', 'accelerator_kwargs', 'lr_factor',
-           'epoch_seed', 'EpochSampler', 'batch_samples', 'batch_tokens', 'select_trainable', 'save_tensor_state',
-           'load_tensor_state', 'EMA', 'list_checkpoints', 'resolve_checkpoint', 'check_resumable', 'save_checkpoint',
-           'cast_params_', 'MasterWeights', 'linear_cross_entropy', 'causal_lm_parts', 'HiddenStateLoss', 'no_kv_cache',
-           'compile_blocks', 'prepare_levers', 'rope_model', 'sample_positions', 'PositionedDataset',
-           'PositionedCollate', 'positioned_data', 'segment_attention', 'whole_image_features',
-           'batch_vision_attention', 'sample_dim', 'DeviceData', 'TrainingDiverged', 'first_nonfinite',
-           'failure_record', 'diverged_message', 'SkipGuard', 'output_lock', 'fit', 'write_metrics']
+           'NOT_WEIGHTS', 'NEVER_GROW', 'STATE_FILE', 'IGNORE_INDEX', 'POSITION_KEYS', 'SEGMENT_ATTENTION',
+           'FAILED_FILE', 'LOCK_FILE', 'TrainConfig', 'weight_settings', 'multi_cpu', 'process_state',
+           'check_distributed', 'accelerator_kwargs', 'lr_factor', 'epoch_seed', 'EpochSampler', 'batch_samples',
+           'batch_tokens', 'select_trainable', 'save_tensor_state', 'load_tensor_state', 'EMA', 'list_checkpoints',
+           'resolve_checkpoint', 'check_resumable', 'save_checkpoint', 'cast_params_', 'MasterWeights',
+           'linear_cross_entropy', 'causal_lm_parts', 'HiddenStateLoss', 'no_kv_cache', 'compile_blocks',
+           'prepare_levers', 'rope_model', 'sample_positions', 'PositionedDataset', 'PositionedCollate',
+           'positioned_data', 'segment_attention', 'whole_image_features', 'batch_vision_attention', 'sample_dim',
+           'DeviceData', 'TrainingDiverged', 'first_nonfinite', 'failure_record', 'diverged_message', 'SkipGuard',
+           'output_lock', 'fit', 'write_metrics']
 
 # %% ../nbs/04_train.ipynb #c008
 SCHEDULES = ("constant", "linear", "cosine")
@@ -145,6 +146,15 @@ def _checked(f: dataclasses.Field, v):
     like = f.default if f.default not in (None, dataclasses.MISSING) else _LIKE[names[0]]
     v = conform_value(v, like, f"train.{f.name}", "train")
     return dict(v) if isinstance(v, Mapping) else v
+
+# %% ../nbs/04_train.ipynb #wk02
+NOT_WEIGHTS = ("resume_from", "log_every", "save_every", "num_workers")
+
+
+def weight_settings(train: Mapping, also: Iterable[str] = ()) -> dict:
+    "The settings of `train` the trained weights depend on: all but `NOT_WEIGHTS` and the keys in `also`."
+    skip = {*NOT_WEIGHTS, *also}
+    return {k: v for k, v in train.items() if k not in skip}
 
 # %% ../nbs/04_train.ipynb #c013
 def multi_cpu() -> bool:

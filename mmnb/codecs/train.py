@@ -13,7 +13,7 @@ import torch
 from .pairs import _check_names, _slug, build_codec, check_params, curriculum_phases, load_pages, train_pairs
 from ..core import Params, config_hash, seed_everything
 from ..stage import build_model, finished, train_stage, trained_path as stage_weights
-from ..train import process_state
+from ..train import process_state, weight_settings
 from ..vqa import VQACollate
 
 # %% auto #0
@@ -29,12 +29,9 @@ class PairItems(torch.utils.data.Dataset):
         return {"image": load_pages(r), "prompt": r["prompt"], "answer": r["target"]}
 
 
-_NOT_IDENTITY = ("resume_from", "log_every", "save_every", "num_workers")
-
-
 def train_dir(p: Params, codec_name: str) -> Path:
     "Folder of `codec_name`'s trained model, named by a hash of what determines it (the curriculum too, when there is one)."
-    key = dict(seed=p.seed, model=p.model, train={k: v for k, v in p.train.items() if k not in _NOT_IDENTITY},
+    key = dict(seed=p.seed, model=p.model, train=weight_settings(p.train),
                data={k: v for k, v in p.data.train.items() if k != "codecs"}, codec=p.codecs[codec_name],
                prompt=p.prompt, task_prompts={t: p.tasks[t].prompt for t in p.data.train.tasks})
     if p.curriculum: key["curriculum"] = p.curriculum

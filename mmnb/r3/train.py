@@ -22,7 +22,7 @@ from ..data import read_jsonl
 from .model import R3Collate, build_r3, load_stage, trainable_names
 from .retrieve import build_hint, cached_neighbours, data_paths, eval_encoders, eval_query_key, open_retrieval, query_vectors, train_queries
 from ..stage import DONE_FILE, train_stage
-from ..train import TrainConfig, check_distributed, process_state, write_metrics
+from ..train import TrainConfig, check_distributed, process_state, weight_settings, write_metrics
 
 # %% auto #0
 __all__ = ['SEED_FLAGS', 'TEACHER_MODES', 'schema_path', 'add_seed_flags', 'seed_params', 'stage_path', 'stage_key', 'stage_dir',
@@ -84,8 +84,6 @@ def seed_params(argv, flags: Mapping[str, tuple], prog: str) -> tuple[Params, ar
     return p, a
 
 # %% ../../nbs/47_r3.train.ipynb #7ae8738d
-_NOT_IDENTITY = ("resume_from", "log_every", "save_every", "num_workers", "eval_every")
-
 def stage_path(p: Params, value: str) -> Path | None:
     "The folder a stage value names: a bare name (no `/`) is `<work_dir>/<name>`, anything else a path; None for ''."
     if not value: return None
@@ -95,7 +93,7 @@ def stage_key(p: Params, R) -> dict:
     "Everything the trained weights of stage `p` depend on."
     prev = load_json(stage_path(p, p.resume_from) / DONE_FILE).get("stage_key_hash") if p.resume_from else None
     return {"seed": p.seed, "model": p.model.to_dict(), "r3": p.r3.to_dict(), "corruption": p.corruption.to_dict(),
-            "teacher": p.teacher.to_dict(), "train": {k: v for k, v in p.train.items() if k not in _NOT_IDENTITY},
+            "teacher": p.teacher.to_dict(), "train": weight_settings(p.train, also=["eval_every"]),
             "max_train": p.data.max_train, "rows": file_sha256(data_paths(p)["train_jsonl"]), "indices": R.key(), "from": prev}
 
 def stage_dir(p: Params, key_hash: str) -> Path:

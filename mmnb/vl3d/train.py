@@ -15,7 +15,7 @@ from pathlib import Path
 from ..core import Params, ParamsError, config_hash, file_sha256, load_params, parse_sets, save_json, seed_everything
 from ..models import PRESETS, save_adapter, save_vlm, save_weights
 from ..stage import train_stage
-from ..train import process_state, write_metrics
+from ..train import process_state, weight_settings, write_metrics
 from .features import data_root, get_vae, items_for
 from .model import (Collate3D, build_shape_vlm, n_tokens, save_projector, set_trainable, token_stats, trainable_filter,
                              with_context)
@@ -67,9 +67,6 @@ def seed_params(argv: list[str] | None = None, prog: str = "python -m mmnb.vl3d.
     return p, a
 
 # %% ../../nbs/54_vl3d.train.ipynb #c009
-_NOT_IDENTITY = ("resume_from", "log_every", "save_every", "num_workers")
-
-
 def vlm_key(spec) -> str | list[str]:
     "What the VLM starts from: a preset's name, or the sha256 of each safetensors file of the checkpoint folder `spec`."
     spec = str(spec)
@@ -86,7 +83,7 @@ def align_dir(p: Params, ckpt) -> Path:
     root = data_root(p)
     key = dict(seed=p.seed, model=p.model, vlm=vlm_key(p.model.spec), align=p.align, mode=p.features.mode,
                vae=file_sha256(ckpt), data=file_sha256(root / f"{p.data.train_split}.jsonl"), qtypes=p.data.qtypes,
-               train={k: v for k, v in p.train.items() if k not in _NOT_IDENTITY})
+               train=weight_settings(p.train))
     return Path(p.work_dir) / "align" / config_hash(key)
 
 
