@@ -34,9 +34,9 @@ __all__ = ['SCHEDULES', 'PRECISIONS', 'BACKENDS', 'PARAM_DTYPES', 'MASTER_WEIGHT
            'resolve_checkpoint', 'check_resumable', 'save_checkpoint', 'cast_params_', 'MasterWeights',
            'linear_cross_entropy', 'causal_lm_parts', 'HiddenStateLoss', 'no_kv_cache', 'compile_blocks',
            'prepare_levers', 'rope_model', 'sample_positions', 'PositionedDataset', 'PositionedCollate',
-           'positioned_data', 'segment_attention', 'whole_image_features', 'batch_vision_attention', 'sample_dim',
-           'DeviceData', 'TrainingDiverged', 'first_nonfinite', 'failure_record', 'diverged_message', 'SkipGuard',
-           'output_lock', 'fit', 'write_metrics']
+           'check_placeholders', 'positioned_data', 'segment_attention', 'whole_image_features',
+           'unchecked_placeholders', 'batch_vision_attention', 'sample_dim', 'DeviceData', 'TrainingDiverged',
+           'first_nonfinite', 'failure_record', 'diverged_message', 'SkipGuard', 'output_lock', 'fit', 'write_metrics']
 
 # %% ../nbs/04_train.ipynb #c008
 SCHEDULES = ("constant", "linear", "cosine")
@@ -541,7 +541,7 @@ def prepare_levers(model: torch.nn.Module, cfg: TrainConfig, device: torch.devic
         if cfg.master_weights == "fp32":
             if device is not None: model.to(device)
             master = MasterWeights({n: p for n, p in model.named_parameters() if p.requires_grad})
-    if cfg.precompute_positions: batch_vision_attention(model); whole_image_features(model)
+    if cfg.precompute_positions: batch_vision_attention(model); whole_image_features(model); unchecked_placeholders(model)
     if cfg.compile == "layers": compile_blocks(model, cfg.compile_mode)
     step_module = model if cfg.loss_impl == "model" else HiddenStateLoss(model, cfg.loss_impl)
     if cfg.compile == "model":
@@ -606,7 +606,19 @@ class PositionedCollate:
             batch |= {"image_position_ids": torch.cat(kept) if kept and all("input_ids" in it for it in items)
                       else get_vision_position_ids(grid, self.base.visual.spatial_merge_size),
                       "image_cu_seqlens": cu, "image_max_seqlen": int((cu[1:] - cu[:-1]).max())}
+        check_placeholders(batch, self.base)
         return batch
+
+
+def check_placeholders(batch: Mapping, base: torch.nn.Module) -> None:
+    "Raise a ValueError unless `batch` has one placeholder token per feature its images (and videos) make in `base`, Qwen2-VL's own check."
+    for kind in ("image", "video"):
+        if (grid := batch.get(f"{kind}_grid_thw")) is None: continue
+        tokens = int((batch["input_ids"] == getattr(base.config, f"{kind}_token_id")).sum())
+        features = int(grid.prod(-1).sum()) // base.visual.spatial_merge_size ** 2
+        if tokens != features:
+            raise ValueError(f"train.precompute_positions: a batch has {tokens} {kind} placeholder tokens in input_ids but its "
+                             f"{kind}_grid_thw makes {features} {kind} features; the processor's input_ids and {kind}s disagree")
 
 
 def positioned_data(model: torch.nn.Module, dataset, collate_fn: Callable) -> tuple[PositionedDataset, PositionedCollate]:
@@ -642,6 +654,20 @@ def whole_image_features(model: torch.nn.Module) -> None:
         out.pooler_output = (out.pooler_output,)
         return out
     base.get_image_features = get_image_features
+
+
+def unchecked_placeholders(model: torch.nn.Module) -> None:
+    """Make `model`'s Qwen2-VL `get_placeholder_mask` give the image and video token masks without counting them against the
+    features on the device: transformers formats that count into its error message, which reads it back (a host sync in every
+    forward; under torch 2.11's compiler a data-dependent symbol that stops the whole-forward compile). `PositionedCollate`
+    makes the same check on the CPU batch (`check_placeholders`)."""
+    base = rope_model(model)
+    checked = base.get_placeholder_mask
+    def get_placeholder_mask(input_ids, inputs_embeds, image_features=None, video_features=None):
+        if input_ids is None: return checked(input_ids, inputs_embeds, image_features, video_features)
+        return tuple((input_ids == getattr(base.config, f"{kind}_token_id")).unsqueeze(-1).to(inputs_embeds.device)
+                     for kind in ("image", "video"))
+    base.get_placeholder_mask = get_placeholder_mask
 
 
 def batch_vision_attention(model: torch.nn.Module) -> str:
