@@ -18,13 +18,13 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from .core import synchronize
 from .models import _image_lists, generate_batch, prepare_inputs
-from .train import TrainConfig, fit
+from .train import EpochSampler, TrainConfig, fit, lr_factor
 
 # %% auto #0
 __all__ = ['SEQ_KEYS', 'PEAK_BF16_FLOPS', 'BENCHES', 'text_vocab_size', 'synthetic_vlm_dataset', 'collate_fixed', 'matmul_params',
            'vision_geometry', 'train_flops', 'train_flops_per_sample', 'device_name', 'peak_flops', 'mfu',
-           'reset_peak_memory', 'memory_gb', 'peak_memory_gb', 'bench_fit', 'trainer_args', 'StepTimer',
-           'bench_trainer', 'release_memory', 'compare', 'lever_table', 'curve_gap', 'bench_generate']
+           'reset_peak_memory', 'memory_gb', 'peak_memory_gb', 'bench_fit', 'trainer_args', 'PassSampler', 'FitTrainer',
+           'StepTimer', 'bench_trainer', 'release_memory', 'compare', 'lever_table', 'curve_gap', 'bench_generate']
 
 # %% ../nbs/04a_bench.ipynb #c006
 SEQ_KEYS = ("input_ids", "attention_mask", "labels", "mm_token_type_ids")  # per-token tensors; the rest are per image
@@ -183,9 +183,6 @@ def peak_memory_gb(device: torch.device) -> float:
     return rss * (1 if sys.platform == "darwin" else 1024) / 1e9
 
 # %% ../nbs/04a_bench.ipynb #c025
-_HF_SCHEDULE = {"constant": "constant_with_warmup", "linear": "linear", "cosine": "cosine"}
-
-
 def _bench_config(cfg: TrainConfig | Mapping) -> TrainConfig:
     cfg = cfg if isinstance(cfg, TrainConfig) else TrainConfig.from_dict(cfg)
     if cfg.max_steps is None: raise ValueError("bench: set train.max_steps (a benchmark runs a fixed number of steps)")
@@ -231,10 +228,28 @@ def trainer_args(cfg: TrainConfig, output_dir: str, optim: str = "adamw_torch"):
     return TrainingArguments(use_cpu=_device().type == "cpu",
         output_dir=output_dir, max_steps=cfg.max_steps, per_device_train_batch_size=cfg.batch_size,
         gradient_accumulation_steps=cfg.grad_accum, learning_rate=cfg.lr, weight_decay=cfg.weight_decay,
-        max_grad_norm=cfg.max_grad_norm or 0.0, warmup_steps=cfg.warmup_steps, lr_scheduler_type=_HF_SCHEDULE[cfg.schedule],
-        optim=optim, bf16=cfg.mixed_precision == "bf16", fp16=cfg.mixed_precision == "fp16", seed=cfg.seed,
+        max_grad_norm=cfg.max_grad_norm or 0.0, optim=optim, bf16=cfg.mixed_precision == "bf16", fp16=cfg.mixed_precision == "fp16", seed=cfg.seed,
         logging_steps=cfg.log_every, report_to=[], save_strategy="no", remove_unused_columns=False,
         dataloader_drop_last=True, dataloader_num_workers=cfg.num_workers, dataloader_pin_memory=False)
+
+
+class PassSampler(EpochSampler):
+    """`fit`'s `EpochSampler`, told its epoch by accelerate's loader at each pass (`set_epoch`), as the Trainer iterates.
+    (`fit` sets the epoch itself: accelerate counts passes from 0 again in a resumed run.)"""
+    def set_epoch(self, epoch: int): self.epoch = epoch
+
+
+class FitTrainer(Trainer):
+    "A `Trainer` that draws the batches in `fit`'s order (`PassSampler`) and steps `fit`'s learning-rate schedule (`lr_factor`)."
+    def __init__(self, *args, fit_cfg: TrainConfig, **kwargs): self.fit_cfg = fit_cfg; super().__init__(*args, **kwargs)
+    def _get_train_sampler(self, train_dataset=None):
+        return PassSampler(len(self.train_dataset if train_dataset is None else train_dataset), self.fit_cfg.seed)
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        c = self.fit_cfg
+        if self.lr_scheduler is None:
+            self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer or self.optimizer,
+                                                                  lambda s: lr_factor(s, num_training_steps, c.warmup_steps, c.schedule))
+        return self.lr_scheduler
 
 
 class StepTimer(TrainerCallback):
@@ -257,8 +272,8 @@ def bench_trainer(model: torch.nn.Module, dataset, collate_fn: Callable, cfg: Tr
     reset_peak_memory(device)
     t_start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="mmnb-bench-") as out:
-        trainer = Trainer(model=model, args=trainer_args(cfg, out, optim), train_dataset=dataset, data_collator=collate_fn,
-                          callbacks=[timer])
+        trainer = FitTrainer(model=model, args=trainer_args(cfg, out, optim), train_dataset=dataset, data_collator=collate_fn,
+                             callbacks=[timer], fit_cfg=cfg)
         mean_loss = trainer.train().training_loss
         wall = time.perf_counter() - t_start
         procs = trainer.args.world_size
