@@ -476,6 +476,8 @@ def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, labels: tor
         if importlib.util.find_spec("liger_kernel") is None:
             raise ImportError("train.loss_impl = 'liger' needs the liger-kernel package (GPU, Triton): pip install mmnb[gpu]")
         from liger_kernel.transformers.fused_linear_cross_entropy import LigerFusedLinearCrossEntropyLoss
+        if weight.requires_grad and not hidden.requires_grad:  # Liger makes no weight gradient for a constant input
+            hidden = hidden.detach().requires_grad_()
         return LigerFusedLinearCrossEntropyLoss(ignore_index=IGNORE_INDEX, accum_dtype=torch.float32)(weight, hidden, labels)
     raise ValueError(f"linear_cross_entropy: impl {impl!r} is not one of ('chunked', 'liger')")
 
