@@ -33,8 +33,8 @@ __all__ = ['SCHEDULES', 'PRECISIONS', 'BACKENDS', 'PARAM_DTYPES', 'MASTER_WEIGHT
            'batch_tokens', 'select_trainable', 'save_tensor_state', 'load_tensor_state', 'EMA', 'list_checkpoints',
            'resolve_checkpoint', 'check_resumable', 'save_checkpoint', 'cast_params_', 'MasterWeights',
            'linear_cross_entropy', 'causal_lm_parts', 'HiddenStateLoss', 'no_kv_cache', 'compile_blocks',
-           'prepare_levers', 'rope_model', 'sample_positions', 'PositionedDataset', 'PositionedCollate',
-           'check_placeholders', 'positioned_data', 'segment_attention', 'whole_image_features',
+           'checkpoint_vision', 'prepare_levers', 'rope_model', 'sample_positions', 'PositionedDataset',
+           'PositionedCollate', 'check_placeholders', 'positioned_data', 'segment_attention', 'whole_image_features',
            'unchecked_placeholders', 'batch_vision_attention', 'sample_dim', 'DeviceData', 'TrainingDiverged',
            'first_nonfinite', 'failure_record', 'diverged_message', 'SkipGuard', 'output_lock', 'fit', 'write_metrics']
 
@@ -84,6 +84,7 @@ class TrainConfig:
     compile: str = "none"             # none | layers (torch.compile each decoder/vision block) | model (the whole forward)
     compile_mode: str = "default"     # torch.compile mode: default | reduce-overhead (CUDA graphs) | max-autotune[-no-cudagraphs]
     grad_checkpointing: bool = False  # recompute each layer's activations in the backward pass (memory for time)
+    vision_checkpointing: bool = False # recompute the vision tower's blocks only (the language model keeps its activations)
     precompute_positions: bool = False # Qwen2-VL: mRoPE and vision positions made once per sample, not per step (same numbers)
     data_on_device: bool = False      # the training set collated once into device memory; a micro-batch is a gather there
 
@@ -529,6 +530,17 @@ def compile_blocks(model: torch.nn.Module, mode: str = "default") -> int:
     return n
 
 
+def checkpoint_vision(model: torch.nn.Module) -> int:
+    "Turn on activation checkpointing in `model`'s vision tower(s) only (submodules named `visual` or `vision_tower`); return how many blocks recompute."
+    towers = [m for name, m in model.named_modules()
+              if name.rsplit(".", 1)[-1] in ("visual", "vision_tower") and hasattr(m, "gradient_checkpointing_enable")]
+    if not towers:
+        raise TypeError(f"train.vision_checkpointing: {type(model).__name__} has no Hugging Face vision tower "
+                        "(a submodule named 'visual' or 'vision_tower'); use train.grad_checkpointing")
+    for tower in towers: tower.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return sum(getattr(m, "gradient_checkpointing", False) is True for tower in towers for m in tower.modules() if m is not tower)
+
+
 def prepare_levers(model: torch.nn.Module, cfg: TrainConfig, device: torch.device | None = None) -> tuple[torch.nn.Module, MasterWeights | None]:
     """Apply `cfg`'s levers to `model` in place; return the module whose forward gives the loss, and the master weights (or None).
     With master weights the model moves to `device` first, so that the masters are made where the gradients will be."""
@@ -537,6 +549,7 @@ def prepare_levers(model: torch.nn.Module, cfg: TrainConfig, device: torch.devic
         if not hasattr(model, "gradient_checkpointing_enable"):
             raise TypeError(f"train.grad_checkpointing: {type(model).__name__} has no gradient_checkpointing_enable")
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if cfg.vision_checkpointing: checkpoint_vision(model)
     master = None
     if cfg.param_dtype == "bf16":
         cast_params_(model, torch.bfloat16)
