@@ -16,7 +16,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
-from .core import synchronize
+from .core import read_notebook, record_values, synchronize
 from .models import _image_lists, generate_batch, prepare_inputs
 from .train import EpochSampler, TrainConfig, fit, lr_factor
 
@@ -24,7 +24,8 @@ from .train import EpochSampler, TrainConfig, fit, lr_factor
 __all__ = ['SEQ_KEYS', 'PEAK_BF16_FLOPS', 'BENCHES', 'text_vocab_size', 'synthetic_vlm_dataset', 'collate_fixed', 'matmul_params',
            'vision_geometry', 'train_flops', 'train_flops_per_sample', 'device_name', 'peak_flops', 'mfu',
            'reset_peak_memory', 'memory_gb', 'peak_memory_gb', 'bench_fit', 'trainer_args', 'PassSampler', 'FitTrainer',
-           'StepTimer', 'bench_trainer', 'release_memory', 'compare', 'lever_table', 'curve_gap', 'bench_generate']
+           'StepTimer', 'bench_trainer', 'release_memory', 'compare', 'lever_table', 'curve_gap', 'recorded_curves',
+           'bench_generate']
 
 # %% ../nbs/04a_bench.ipynb #c006
 SEQ_KEYS = ("input_ids", "attention_mask", "labels", "mm_token_type_ids")  # per-token tensors; the rest are per image
@@ -343,6 +344,14 @@ def curve_gap(reference: Sequence[float], candidate: Sequence[float], window: in
     ref, cand = smooth(reference), smooth(candidate)
     gap = np.abs(cand - ref) / np.abs(ref)
     return {"curve_steps": len(reference), "curve_max_rel_gap": float(gap.max()), "curve_final_rel_gap": float(gap[-1])}
+
+# %% ../nbs/04a_bench.ipynb #rc01
+def recorded_curves(path: str | Path) -> dict[str, list[float]]:
+    "Loss per step by row name, as the lever notebook recorded them in the executed notebook at `path` (failed rows have none)."
+    rows = record_values(read_notebook(path)).get("rows")
+    if not isinstance(rows, list): raise ValueError(f"{path}: no lever-bench record in it (no recorded 'rows')")
+    return {r["row"]: r["loss_history"] for r in rows if r.get("loss_history")}
+
 
 # %% ../nbs/04a_bench.ipynb #b006
 def bench_generate(model, processor, images, prompts: list[str], batch_sizes=(1, 32, 128), caches=("dynamic", "static"),
