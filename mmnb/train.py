@@ -32,11 +32,12 @@ __all__ = ['SCHEDULES', 'PRECISIONS', 'BACKENDS', 'PARAM_DTYPES', 'MASTER_WEIGHT
            'check_distributed', 'accelerator_kwargs', 'lr_factor', 'epoch_seed', 'EpochSampler', 'batch_samples',
            'batch_tokens', 'select_trainable', 'save_tensor_state', 'load_tensor_state', 'EMA', 'list_checkpoints',
            'resolve_checkpoint', 'check_resumable', 'save_checkpoint', 'cast_params_', 'MasterWeights',
-           'linear_cross_entropy', 'causal_lm_parts', 'HiddenStateLoss', 'no_kv_cache', 'compile_blocks',
-           'checkpoint_vision', 'prepare_levers', 'rope_model', 'sample_positions', 'PositionedDataset',
-           'PositionedCollate', 'check_placeholders', 'positioned_data', 'segment_attention', 'whole_image_features',
-           'unchecked_placeholders', 'batch_vision_attention', 'sample_dim', 'DeviceData', 'TrainingDiverged',
-           'first_nonfinite', 'failure_record', 'diverged_message', 'SkipGuard', 'output_lock', 'fit', 'write_metrics']
+           'liger_chunk_rows', 'liger_chunk_mem', 'linear_cross_entropy', 'causal_lm_parts', 'HiddenStateLoss',
+           'no_kv_cache', 'compile_blocks', 'checkpoint_vision', 'prepare_levers', 'rope_model', 'sample_positions',
+           'PositionedDataset', 'PositionedCollate', 'check_placeholders', 'positioned_data', 'segment_attention',
+           'whole_image_features', 'unchecked_placeholders', 'batch_vision_attention', 'sample_dim', 'DeviceData',
+           'TrainingDiverged', 'first_nonfinite', 'failure_record', 'diverged_message', 'SkipGuard', 'output_lock',
+           'fit', 'write_metrics']
 
 # %% ../nbs/04_train.ipynb #c008
 SCHEDULES = ("constant", "linear", "cosine")
@@ -81,6 +82,7 @@ class TrainConfig:
     param_dtype: str = "model"        # model: train the weights in the dtype they have | bf16: cast the weights to bf16
     master_weights: str = "fp32"      # with param_dtype bf16: fp32 = AdamW updates fp32 master copies | none = the bf16 weights
     loss_impl: str = "model"          # model: the model's own loss from logits | chunked | liger: loss from hidden states, no logits
+    loss_chunk_rows: int = 0          # chunked | liger: rows of logits made at a time; 0: each one's default (4096 | Liger's own)
     compile: str = "none"             # none | layers (torch.compile each decoder/vision block) | model (the whole forward)
     compile_mode: str = "default"     # torch.compile mode: default | reduce-overhead (CUDA graphs) | max-autotune[-no-cudagraphs]
     grad_checkpointing: bool = False  # recompute each layer's activations in the backward pass (memory for time)
@@ -98,7 +100,7 @@ class TrainConfig:
         for name in ("batch_size", "grad_accum", "log_every", "max_steps", "save_every", "eval_every"):
             v = getattr(self, name)
             if v is not None and v < 1: raise ValueError(f"train.{name} must be >= 1, got {v}")
-        for name in ("lr", "weight_decay", "warmup_steps", "num_workers", "throughput_warmup", "skip_patience"):
+        for name in ("lr", "weight_decay", "warmup_steps", "num_workers", "throughput_warmup", "skip_patience", "loss_chunk_rows"):
             if getattr(self, name) < 0: raise ValueError(f"train.{name} must be >= 0, got {getattr(self, name)}")
         if self.epochs <= 0: raise ValueError(f"train.epochs must be > 0, got {self.epochs}")
         if self.ema_decay is not None and not 0 < self.ema_decay < 1:
@@ -109,6 +111,9 @@ class TrainConfig:
         if self.param_dtype == "bf16" and self.mixed_precision == "fp16":
             raise ValueError("train.param_dtype = 'bf16' with train.mixed_precision = 'fp16' mixes two half formats; use bf16 or no")
         if self.loss_scale is not None: self._check_loss_scale()
+        if self.loss_chunk_rows and self.loss_impl == "model":
+            raise ValueError(f"train.loss_chunk_rows = {self.loss_chunk_rows} does nothing with train.loss_impl = 'model' (the model's "
+                             "own loss makes all logits at once); set train.loss_impl: chunked | liger or train.loss_chunk_rows: 0")
         for name, plugin in _PLUGIN.items():
             valid = [f.name for f in dataclasses.fields(plugin)]
             for k in getattr(self, name):
@@ -469,17 +474,30 @@ class _ChunkedLinearCE(torch.autograd.Function):
         return grad_h * grad_out.to(grad_h.dtype), grad_w * grad_out.to(grad_w.dtype), None, None
 
 
+def liger_chunk_rows(chunk_mem: int, rows: int, vocab: int, hidden: int) -> int:
+    "Rows per chunk that Liger's fused loss makes of `rows` rows with `chunk_mem` (its `chunk_mem_const`: logits ≤ chunk_mem × rows × hidden)."
+    n = -(-rows // -(-vocab // (chunk_mem * hidden)))
+    return min(1 << (n - 1).bit_length(), rows)
+
+
+def liger_chunk_mem(want: int, rows: int, vocab: int, hidden: int) -> int:
+    "The smallest `chunk_mem_const` whose chunks hold at least `want` of the `rows` rows (1, Liger's default, for want 0)."
+    return next(c for c in range(1, -(-vocab // hidden) + 1) if liger_chunk_rows(c, rows, vocab, hidden) >= min(want, rows))
+
+
 def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, impl: str = "chunked",
-                         chunk: int = 4096) -> torch.Tensor:
-    "Mean cross-entropy of the logits `hidden @ weight.T` (rows × vocab, never held whole) against `labels` (-100: ignored)."
-    if impl == "chunked": return _ChunkedLinearCE.apply(hidden, weight, labels, chunk)
+                         chunk: int = 0) -> torch.Tensor:
+    """Mean cross-entropy of the logits `hidden @ weight.T` (rows × vocab, never held whole) against `labels` (-100: ignored),
+    `chunk` rows of logits at a time (0: 4096 for `chunked`, Liger's own bound for `liger`)."""
+    if impl == "chunked": return _ChunkedLinearCE.apply(hidden, weight, labels, chunk or 4096)
     if impl == "liger":
         if importlib.util.find_spec("liger_kernel") is None:
             raise ImportError("train.loss_impl = 'liger' needs the liger-kernel package (GPU, Triton): pip install mmnb[gpu]")
-        from liger_kernel.transformers.fused_linear_cross_entropy import LigerFusedLinearCrossEntropyLoss
+        from liger_kernel.transformers.functional import liger_fused_linear_cross_entropy
         if weight.requires_grad and not hidden.requires_grad:  # Liger makes no weight gradient for a constant input
             hidden = hidden.detach().requires_grad_()
-        return LigerFusedLinearCrossEntropyLoss(ignore_index=IGNORE_INDEX, accum_dtype=torch.float32)(weight, hidden, labels)
+        return liger_fused_linear_cross_entropy(hidden, weight, labels, ignore_index=IGNORE_INDEX, accum_dtype=torch.float32,
+                                                chunk_mem_const=liger_chunk_mem(chunk, *hidden.shape, weight.shape[0]))
     raise ValueError(f"linear_cross_entropy: impl {impl!r} is not one of ('chunked', 'liger')")
 
 
@@ -495,7 +513,7 @@ def causal_lm_parts(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.L
 
 class HiddenStateLoss(torch.nn.Module):
     "`model` whose forward(**batch) returns {'loss'} computed from the last hidden states by `impl`, without logits."
-    def __init__(self, model: torch.nn.Module, impl: str = "chunked", chunk: int = 4096):
+    def __init__(self, model: torch.nn.Module, impl: str = "chunked", chunk: int = 0):
         super().__init__()
         causal_lm_parts(model)
         self.model, self.impl, self.chunk = model, impl, chunk
@@ -558,7 +576,7 @@ def prepare_levers(model: torch.nn.Module, cfg: TrainConfig, device: torch.devic
             master = MasterWeights({n: p for n, p in model.named_parameters() if p.requires_grad})
     if cfg.precompute_positions: batch_vision_attention(model); whole_image_features(model); unchecked_placeholders(model)
     if cfg.compile == "layers": compile_blocks(model, cfg.compile_mode)
-    step_module = model if cfg.loss_impl == "model" else HiddenStateLoss(model, cfg.loss_impl)
+    step_module = model if cfg.loss_impl == "model" else HiddenStateLoss(model, cfg.loss_impl, cfg.loss_chunk_rows)
     if cfg.compile == "model":
         torch._dynamo.config.capture_scalar_outputs = True  # Qwen2-VL reads image sizes with .tolist(): symbols, not graph breaks
         step_module.compile(mode=None if cfg.compile_mode == "default" else cfg.compile_mode)
