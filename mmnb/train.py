@@ -423,9 +423,10 @@ class MasterWeights:
         self.params = [p.detach().float().clone().requires_grad_(True) for p in self.model_params]
 
     def grads_to_master(self):
-        "Move the model's gradients onto the master copies, in fp32."
+        "Add the model's gradients to the master copies' (summed in fp32) and clear them from the model."
         for p, m in zip(self.model_params, self.params):
-            m.grad = None if p.grad is None else p.grad.float()
+            if p.grad is None: continue
+            m.grad = p.grad.float() if m.grad is None else m.grad.add_(p.grad)
             p.grad = None
 
     @torch.no_grad()
@@ -995,10 +996,11 @@ def _fit(model, train_dataset, collate_fn, cfg: TrainConfig, eval_fn, trainable)
             loss, terms = out["loss"] if isinstance(out, Mapping) else out.loss, _loss_terms(out)
             del out  # its logits (GBs for a 151k vocabulary) must not live on into the next step's forward
             accelerator.backward(loss)
+            if master and (accelerator.sync_gradients or accelerator.num_processes == 1):
+                master.grads_to_master()  # fp32 sums over micro-batches; under DDP's no_sync they wait on the model for the allreduce
             window += loss.detach().float()
             for k, v in terms.items(): terms_window[k] = terms_window.get(k, 0) + v.detach().float()
             if accelerator.sync_gradients:
-                if master: master.grads_to_master()
                 gnorm = accelerator.clip_grad_norm_(opt_params, cfg.max_grad_norm or math.inf)
                 lr = optimizer.param_groups[0]["lr"]
                 optimizer.step()
