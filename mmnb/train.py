@@ -81,6 +81,7 @@ class TrainConfig:
     fused_adamw: bool = False         # torch's fused AdamW kernel (one launch per step instead of one per tensor group)
     param_dtype: str = "model"        # model: train the weights in the dtype they have | bf16: cast the weights to bf16
     master_weights: str = "fp32"      # with param_dtype bf16: fp32 = AdamW updates fp32 master copies | none = the bf16 weights
+    fp32_vectors: bool = False        # with param_dtype bf16: 1-d weights (norm scales, biases) stay fp32; needs bf16 autocast
     loss_impl: str = "model"          # model: the model's own loss from logits | chunked | liger: loss from hidden states, no logits
     loss_chunk_rows: int = 0          # chunked | liger: rows of logits made at a time; 0: each one's default (4096 | Liger's own)
     compile: str = "none"             # none | layers (torch.compile each decoder/vision block) | model (the whole forward)
@@ -110,6 +111,10 @@ class TrainConfig:
                              "FSDP and DeepSpeed keep their own master weights: set their mixed precision instead")
         if self.param_dtype == "bf16" and self.mixed_precision == "fp16":
             raise ValueError("train.param_dtype = 'bf16' with train.mixed_precision = 'fp16' mixes two half formats; use bf16 or no")
+        if self.fp32_vectors and (self.param_dtype, self.mixed_precision) != ("bf16", "bf16"):
+            raise ValueError(f"train.fp32_vectors keeps 1-d weights fp32 beside bf16 matrices: it needs train.param_dtype: bf16 (got "
+                             f"{self.param_dtype!r}) and bf16 autocast to meet them in one matmul (train.mixed_precision: bf16, got "
+                             f"{self.mixed_precision!r})")
         if self.loss_scale is not None: self._check_loss_scale()
         if self.loss_chunk_rows and self.loss_impl == "model":
             raise ValueError(f"train.loss_chunk_rows = {self.loss_chunk_rows} does nothing with train.loss_impl = 'model' (the model's "
@@ -348,7 +353,7 @@ _CKPT = re.compile(r"^checkpoint-(\d+)$")
 # settings a resumed run must share with the saved one to stay on the same trajectory
 _SAME_ON_RESUME = ("lr", "weight_decay", "batch_size", "grad_accum", "max_grad_norm", "warmup_steps", "schedule",
                    "mixed_precision", "distributed", "ema_decay", "seed", "param_dtype", "master_weights", "loss_impl",
-                   "loss_scale")
+                   "loss_scale", "fp32_vectors")
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}  # for checkpoints written before a setting existed
 
 
@@ -408,11 +413,13 @@ def save_checkpoint(accelerator: Accelerator, output_dir: str | os.PathLike, ste
     return final
 
 # %% ../nbs/04_train.ipynb #l002
-def cast_params_(model: torch.nn.Module, dtype: torch.dtype) -> list[str]:
-    "Cast `model`'s floating-point parameters to `dtype` in place (buffers such as RoPE frequencies keep theirs); return their names."
+def cast_params_(model: torch.nn.Module, dtype: torch.dtype, matrices_only: bool = False) -> list[str]:
+    """Cast `model`'s floating-point parameters (only those of 2 or more dimensions if `matrices_only`) to `dtype` in place;
+    buffers such as RoPE frequencies keep theirs. Return the names cast."""
     names = []
     for n, p in model.named_parameters():
-        if p.is_floating_point() and p.dtype != dtype: p.data = p.data.to(dtype); names.append(n)
+        if p.is_floating_point() and p.dtype != dtype and (p.ndim >= 2 or not matrices_only):
+            p.data = p.data.to(dtype); names.append(n)
     return names
 
 
@@ -571,7 +578,7 @@ def prepare_levers(model: torch.nn.Module, cfg: TrainConfig, device: torch.devic
     if cfg.vision_checkpointing: checkpoint_vision(model)
     master = None
     if cfg.param_dtype == "bf16":
-        cast_params_(model, torch.bfloat16)
+        cast_params_(model, torch.bfloat16, matrices_only=cfg.fp32_vectors)
         if cfg.master_weights == "fp32":
             if device is not None: model.to(device)
             master = MasterWeights({n: p for n, p in model.named_parameters() if p.requires_grad})
