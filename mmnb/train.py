@@ -31,13 +31,13 @@ __all__ = ['SCHEDULES', 'PRECISIONS', 'BACKENDS', 'PARAM_DTYPES', 'MASTER_WEIGHT
            'FAILED_FILE', 'LOCK_FILE', 'TrainConfig', 'weight_settings', 'multi_cpu', 'process_state',
            'check_distributed', 'accelerator_kwargs', 'lr_factor', 'epoch_seed', 'EpochSampler', 'batch_samples',
            'batch_tokens', 'select_trainable', 'save_tensor_state', 'load_tensor_state', 'EMA', 'list_checkpoints',
-           'resolve_checkpoint', 'check_resumable', 'save_checkpoint', 'cast_params_', 'MasterWeights',
-           'liger_chunk_rows', 'liger_chunk_mem', 'linear_cross_entropy', 'causal_lm_parts', 'HiddenStateLoss',
-           'no_kv_cache', 'compile_blocks', 'checkpoint_vision', 'prepare_levers', 'rope_model', 'sample_positions',
-           'PositionedDataset', 'PositionedCollate', 'check_placeholders', 'positioned_data', 'segment_attention',
-           'whole_image_features', 'unchecked_placeholders', 'batch_vision_attention', 'sample_dim', 'DeviceData',
-           'TrainingDiverged', 'first_nonfinite', 'failure_record', 'diverged_message', 'SkipGuard', 'output_lock',
-           'fit', 'write_metrics']
+           'resolve_checkpoint', 'check_resumable', 'save_checkpoint', 'cast_params_', 'input_embedding_names',
+           'MasterWeights', 'liger_chunk_rows', 'liger_chunk_mem', 'linear_cross_entropy', 'causal_lm_parts',
+           'HiddenStateLoss', 'no_kv_cache', 'compile_blocks', 'checkpoint_vision', 'prepare_levers', 'rope_model',
+           'sample_positions', 'PositionedDataset', 'PositionedCollate', 'check_placeholders', 'positioned_data',
+           'segment_attention', 'whole_image_features', 'unchecked_placeholders', 'batch_vision_attention',
+           'sample_dim', 'DeviceData', 'TrainingDiverged', 'first_nonfinite', 'failure_record', 'diverged_message',
+           'SkipGuard', 'output_lock', 'fit', 'write_metrics']
 
 # %% ../nbs/04_train.ipynb #c008
 SCHEDULES = ("constant", "linear", "cosine")
@@ -82,6 +82,7 @@ class TrainConfig:
     param_dtype: str = "model"        # model: train the weights in the dtype they have | bf16: cast the weights to bf16
     master_weights: str = "fp32"      # with param_dtype bf16: fp32 = AdamW updates fp32 master copies | none = the bf16 weights
     fp32_vectors: bool = False        # with param_dtype bf16: 1-d weights (norm scales, biases) stay fp32; needs bf16 autocast
+    fp32_embeddings: bool = False     # with param_dtype bf16: the input embeddings stay fp32, and so the residual stream; needs bf16 autocast
     loss_impl: str = "model"          # model: the model's own loss from logits | chunked | liger: loss from hidden states, no logits
     loss_chunk_rows: int = 0          # chunked | liger: rows of logits made at a time; 0: each one's default (4096 | Liger's own)
     compile: str = "none"             # none | layers (torch.compile each decoder/vision block) | model (the whole forward)
@@ -111,10 +112,11 @@ class TrainConfig:
                              "FSDP and DeepSpeed keep their own master weights: set their mixed precision instead")
         if self.param_dtype == "bf16" and self.mixed_precision == "fp16":
             raise ValueError("train.param_dtype = 'bf16' with train.mixed_precision = 'fp16' mixes two half formats; use bf16 or no")
-        if self.fp32_vectors and (self.param_dtype, self.mixed_precision) != ("bf16", "bf16"):
-            raise ValueError(f"train.fp32_vectors keeps 1-d weights fp32 beside bf16 matrices: it needs train.param_dtype: bf16 (got "
-                             f"{self.param_dtype!r}) and bf16 autocast to meet them in one matmul (train.mixed_precision: bf16, got "
-                             f"{self.mixed_precision!r})")
+        for name in ("fp32_vectors", "fp32_embeddings"):
+            if getattr(self, name) and (self.param_dtype, self.mixed_precision) != ("bf16", "bf16"):
+                raise ValueError(f"train.{name} keeps some weights fp32 beside bf16 matrices: it needs train.param_dtype: bf16 (got "
+                                 f"{self.param_dtype!r}) and bf16 autocast to meet them in one matmul (train.mixed_precision: bf16, "
+                                 f"got {self.mixed_precision!r})")
         if self.loss_scale is not None: self._check_loss_scale()
         if self.loss_chunk_rows and self.loss_impl == "model":
             raise ValueError(f"train.loss_chunk_rows = {self.loss_chunk_rows} does nothing with train.loss_impl = 'model' (the model's "
@@ -353,7 +355,7 @@ _CKPT = re.compile(r"^checkpoint-(\d+)$")
 # settings a resumed run must share with the saved one to stay on the same trajectory
 _SAME_ON_RESUME = ("lr", "weight_decay", "batch_size", "grad_accum", "max_grad_norm", "warmup_steps", "schedule",
                    "mixed_precision", "distributed", "ema_decay", "seed", "param_dtype", "master_weights", "loss_impl",
-                   "loss_scale", "fp32_vectors")
+                   "loss_scale", "fp32_vectors", "fp32_embeddings")
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}  # for checkpoints written before a setting existed
 
 
@@ -413,14 +415,23 @@ def save_checkpoint(accelerator: Accelerator, output_dir: str | os.PathLike, ste
     return final
 
 # %% ../nbs/04_train.ipynb #l002
-def cast_params_(model: torch.nn.Module, dtype: torch.dtype, matrices_only: bool = False) -> list[str]:
-    """Cast `model`'s floating-point parameters (only those of 2 or more dimensions if `matrices_only`) to `dtype` in place;
-    buffers such as RoPE frequencies keep theirs. Return the names cast."""
-    names = []
+def cast_params_(model: torch.nn.Module, dtype: torch.dtype, matrices_only: bool = False, keep: Iterable[str] = ()) -> list[str]:
+    """Cast `model`'s floating-point parameters (only those of 2 or more dimensions if `matrices_only`; none named in `keep`)
+    to `dtype` in place; buffers such as RoPE frequencies keep theirs. Return the names cast."""
+    names, keep = [], set(keep)
     for n, p in model.named_parameters():
-        if p.is_floating_point() and p.dtype != dtype and (p.ndim >= 2 or not matrices_only):
+        if p.is_floating_point() and p.dtype != dtype and (p.ndim >= 2 or not matrices_only) and n not in keep:
             p.data = p.data.to(dtype); names.append(n)
     return names
+
+
+def input_embedding_names(model: torch.nn.Module) -> list[str]:
+    "Names of `model`'s input embedding parameters (a tied output head shares them); a TypeError where it has none."
+    emb = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    if emb is None:
+        raise TypeError(f"train.fp32_embeddings: {type(model).__name__} has no input embeddings (get_input_embeddings)")
+    mine = {id(p) for p in emb.parameters()}
+    return [n for n, p in model.named_parameters() if id(p) in mine]
 
 
 class MasterWeights:
@@ -578,7 +589,7 @@ def prepare_levers(model: torch.nn.Module, cfg: TrainConfig, device: torch.devic
     if cfg.vision_checkpointing: checkpoint_vision(model)
     master = None
     if cfg.param_dtype == "bf16":
-        cast_params_(model, torch.bfloat16, matrices_only=cfg.fp32_vectors)
+        cast_params_(model, torch.bfloat16, matrices_only=cfg.fp32_vectors, keep=input_embedding_names(model) if cfg.fp32_embeddings else ())
         if cfg.master_weights == "fp32":
             if device is not None: model.to(device)
             master = MasterWeights({n: p for n, p in model.named_parameters() if p.requires_grad})
