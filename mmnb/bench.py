@@ -21,11 +21,11 @@ from .models import _image_lists, generate_batch, prepare_inputs
 from .train import EpochSampler, TrainConfig, fit, lr_factor
 
 # %% auto #0
-__all__ = ['SEQ_KEYS', 'PEAK_BF16_FLOPS', 'BENCHES', 'text_vocab_size', 'synthetic_vlm_dataset', 'collate_fixed', 'matmul_params',
-           'vision_geometry', 'train_flops', 'train_flops_per_sample', 'device_name', 'peak_flops', 'mfu',
-           'reset_peak_memory', 'memory_gb', 'peak_memory_gb', 'bench_fit', 'trainer_args', 'PassSampler', 'FitTrainer',
-           'StepTimer', 'bench_trainer', 'release_memory', 'compare', 'lever_table', 'curve_gap', 'recorded_curves',
-           'bench_generate']
+__all__ = ['SEQ_KEYS', 'PEAK_BF16_FLOPS', 'BENCHES', 'KERNEL_KINDS', 'text_vocab_size', 'synthetic_vlm_dataset', 'collate_fixed',
+           'matmul_params', 'vision_geometry', 'train_flops', 'train_flops_per_sample', 'device_name', 'peak_flops',
+           'mfu', 'reset_peak_memory', 'memory_gb', 'peak_memory_gb', 'bench_fit', 'trainer_args', 'PassSampler',
+           'FitTrainer', 'StepTimer', 'bench_trainer', 'release_memory', 'compare', 'lever_table', 'curve_gap',
+           'recorded_curves', 'kernel_kind', 'time_by_kind', 'bench_generate']
 
 # %% ../nbs/04a_bench.ipynb #c006
 SEQ_KEYS = ("input_ids", "attention_mask", "labels", "mm_token_type_ids")  # per-token tensors; the rest are per image
@@ -219,9 +219,9 @@ def bench_fit(model: torch.nn.Module, dataset, collate_fn: Callable, cfg: TrainC
     n_params, start_mem = sum(p.numel() for p in model.parameters()), memory_gb(device)
     reset_peak_memory(device)
     m = fit(model, dataset, collate_fn, cfg)
-    return _metrics("ours", model, dataset[0], cfg, m["samples_per_s"], m["tokens_per_s"], m["steps"] - m["throughput_from_step"],
-                    m["num_processes"], float(np.mean(m["loss_history"])), m["wall_time_s"], device, n_params, start_mem,
-                    m["loss_history"])
+    return {**_metrics("ours", model, dataset[0], cfg, m["samples_per_s"], m["tokens_per_s"], m["steps"] - m["throughput_from_step"],
+                       m["num_processes"], float(np.mean(m["loss_history"])), m["wall_time_s"], device, n_params, start_mem,
+                       m["loss_history"]), "profile": m["profile"]}
 
 # %% ../nbs/04a_bench.ipynb #c026
 def trainer_args(cfg: TrainConfig, output_dir: str, optim: str = "adamw_torch"):
@@ -352,6 +352,31 @@ def recorded_curves(path: str | Path) -> dict[str, list[float]]:
     if not isinstance(rows, list): raise ValueError(f"{path}: no lever-bench record in it (no recorded 'rows')")
     return {r["row"]: r["loss_history"] for r in rows if r.get("loss_history")}
 
+
+# %% ../nbs/04a_bench.ipynb #pk02
+KERNEL_KINDS = (  # (kind, pattern on the kernel's or CPU op's name); the first match wins
+    ("attention", r"flash|fmha|attention|sdpa"),
+    ("loss", r"liger|cross_entropy|log_softmax|nll_loss"),
+    ("matmul", r"gemm|xmma|cutlass|cublas|nvjet|matmul|conv|triton_tem|^aten::(mm|addmm|bmm|baddbmm|linear)$"),
+    ("optimizer", r"adam|multi_tensor|_foreach"),
+    ("compiled (Triton)", r"^triton_"),
+    ("copy/cast", r"copy|memcpy|memset|^aten::(cat|to|_to_copy|fill_|zero_)$"),
+    ("communication", r"nccl|all_?reduce|all_?gather|reduce_?scatter"),
+    ("autograd (host)", r"^autograd::|Backward\d*$"),
+    ("elementwise (eager)", r"elementwise|reduce_kernel|^aten::"),
+)
+
+
+def kernel_kind(name: str) -> str:
+    "The kind in `KERNEL_KINDS` of a kernel (or CPU op) name, `other` when no pattern matches."
+    return next((kind for kind, pat in KERNEL_KINDS if re.search(pat, name, re.I)), "other")
+
+
+def time_by_kind(profile: Sequence[Mapping]) -> dict[str, float]:
+    "Milliseconds per step by kernel kind, summed over `fit`'s `profile` rows (kinds with no time left out)."
+    out: dict[str, float] = {}
+    for r in profile: out[kernel_kind(r["name"])] = out.get(kernel_kind(r["name"]), 0.0) + r["ms_per_step"]
+    return out
 
 # %% ../nbs/04a_bench.ipynb #b006
 def bench_generate(model, processor, images, prompts: list[str], batch_sizes=(1, 32, 128), caches=("dynamic", "static"),

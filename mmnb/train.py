@@ -16,6 +16,8 @@ from accelerate import Accelerator, PartialState
 from accelerate.state import AcceleratorState, GradientState
 from accelerate.utils import DeepSpeedPlugin, FullyShardedDataParallelPlugin, GradientAccumulationPlugin, GradScalerKwargs
 from safetensors.torch import load_file, save_file
+from torch.autograd import DeviceType
+from torch.profiler import ProfilerActivity
 from torch.utils.data import DataLoader, Sampler
 from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
@@ -28,7 +30,7 @@ from .core import atomic_path, conform_value, did_you_mean_or_valid, load_json, 
 # %% auto #0
 __all__ = ['SCHEDULES', 'PRECISIONS', 'BACKENDS', 'PARAM_DTYPES', 'MASTER_WEIGHTS', 'LOSS_IMPLS', 'COMPILES', 'COMPILE_MODES',
            'NOT_WEIGHTS', 'NEVER_GROW', 'STATE_FILE', 'IGNORE_INDEX', 'POSITION_KEYS', 'SEGMENT_ATTENTION',
-           'FAILED_FILE', 'LOCK_FILE', 'TrainConfig', 'weight_settings', 'multi_cpu', 'process_state',
+           'FAILED_FILE', 'LOCK_FILE', 'PROFILE_TOP', 'TrainConfig', 'weight_settings', 'multi_cpu', 'process_state',
            'check_distributed', 'accelerator_kwargs', 'lr_factor', 'epoch_seed', 'EpochSampler', 'batch_samples',
            'batch_tokens', 'select_trainable', 'save_tensor_state', 'load_tensor_state', 'EMA', 'list_checkpoints',
            'resolve_checkpoint', 'check_resumable', 'save_checkpoint', 'cast_params_', 'input_embedding_names',
@@ -37,7 +39,7 @@ __all__ = ['SCHEDULES', 'PRECISIONS', 'BACKENDS', 'PARAM_DTYPES', 'MASTER_WEIGHT
            'sample_positions', 'PositionedDataset', 'PositionedCollate', 'check_placeholders', 'positioned_data',
            'segment_attention', 'whole_image_features', 'unchecked_placeholders', 'batch_vision_attention',
            'sample_dim', 'DeviceData', 'TrainingDiverged', 'first_nonfinite', 'failure_record', 'diverged_message',
-           'SkipGuard', 'output_lock', 'fit', 'write_metrics']
+           'SkipGuard', 'output_lock', 'kernel_times', 'rank_path', 'StepProfiler', 'fit', 'write_metrics']
 
 # %% ../nbs/04_train.ipynb #c008
 SCHEDULES = ("constant", "linear", "cosine")
@@ -91,6 +93,8 @@ class TrainConfig:
     vision_checkpointing: bool = False # recompute the vision tower's blocks only (the language model keeps its activations)
     precompute_positions: bool = False # Qwen2-VL: mRoPE and vision positions made once per sample, not per step (same numbers)
     data_on_device: bool = False      # the training set collated once into device memory; a micro-batch is a gather there
+    profile_steps: int = 0            # torch.profiler over the steps just before the timed ones; fit returns their kernel times
+    profile_trace: str | None = None  # with profile_steps: also write those steps' Chrome/Perfetto trace here (.json or .json.gz)
 
     def __post_init__(self):
         for f in dataclasses.fields(self): setattr(self, f.name, _checked(f, getattr(self, f.name)))
@@ -102,7 +106,8 @@ class TrainConfig:
         for name in ("batch_size", "grad_accum", "log_every", "max_steps", "save_every", "eval_every"):
             v = getattr(self, name)
             if v is not None and v < 1: raise ValueError(f"train.{name} must be >= 1, got {v}")
-        for name in ("lr", "weight_decay", "warmup_steps", "num_workers", "throughput_warmup", "skip_patience", "loss_chunk_rows"):
+        for name in ("lr", "weight_decay", "warmup_steps", "num_workers", "throughput_warmup", "skip_patience", "loss_chunk_rows",
+                     "profile_steps"):
             if getattr(self, name) < 0: raise ValueError(f"train.{name} must be >= 0, got {getattr(self, name)}")
         if self.epochs <= 0: raise ValueError(f"train.epochs must be > 0, got {self.epochs}")
         if self.ema_decay is not None and not 0 < self.ema_decay < 1:
@@ -118,6 +123,11 @@ class TrainConfig:
                                  f"{self.param_dtype!r}) and bf16 autocast to meet them in one matmul (train.mixed_precision: bf16, "
                                  f"got {self.mixed_precision!r})")
         if self.loss_scale is not None: self._check_loss_scale()
+        if self.profile_steps and self.throughput_warmup < self.profile_steps + 1:
+            raise ValueError(f"train.profile_steps = {self.profile_steps} profiles the steps just before the timed ones, after one "
+                             f"profiler warm-up step: it needs train.throughput_warmup >= {self.profile_steps + 1}, got {self.throughput_warmup}")
+        if self.profile_trace and not self.profile_steps:
+            raise ValueError(f"train.profile_trace = {self.profile_trace!r} does nothing with train.profile_steps = 0; set both or neither")
         if self.loss_chunk_rows and self.loss_impl == "model":
             raise ValueError(f"train.loss_chunk_rows = {self.loss_chunk_rows} does nothing with train.loss_impl = 'model' (the model's "
                              "own loss makes all logits at once); set train.loss_impl: chunked | liger or train.loss_chunk_rows: 0")
@@ -161,7 +171,7 @@ def _checked(f: dataclasses.Field, v):
     return dict(v) if isinstance(v, Mapping) else v
 
 # %% ../nbs/04_train.ipynb #wk02
-NOT_WEIGHTS = ("resume_from", "log_every", "save_every", "num_workers")
+NOT_WEIGHTS = ("resume_from", "log_every", "save_every", "num_workers", "profile_steps", "profile_trace")
 
 
 def weight_settings(train: Mapping, also: Iterable[str] = ()) -> dict:
@@ -865,6 +875,55 @@ def output_lock(output_dir: str | os.PathLike):
         yield path
     finally: os.close(fd)  # closing the descriptor releases the lock
 
+# %% ../nbs/04_train.ipynb #pf02
+PROFILE_TOP = 100  # kernels listed one by one; the rest is one row
+
+
+def kernel_times(averages, steps: int, on_device: bool, top: int = PROFILE_TOP) -> list[dict]:
+    """Calls and milliseconds per step of each device kernel (`on_device`) or CPU op (by self time) in `averages`, a
+    profiler's `key_averages()` over `steps` steps; most time first, past `top` the rest as one row `(other)`."""
+    rows = sorted(((a.key, a.count, a.self_device_time_total if on_device else a.self_cpu_time_total) for a in averages
+                   if (a.device_type != DeviceType.CPU) == on_device and not getattr(a, "is_user_annotation", False)),
+                  key=lambda r: -r[2])
+    if len(rows) > top: rows = rows[:top] + [("(other)", sum(r[1] for r in rows[top:]), sum(r[2] for r in rows[top:]))]
+    return [{"name": name, "calls_per_step": calls / steps, "ms_per_step": us / 1e3 / steps} for name, calls, us in rows]
+
+
+def rank_path(path: str | os.PathLike, rank: int, world: int) -> Path:
+    "`path` with `.rank<rank>` before its suffixes when `world` > 1 processes each write one."
+    path = Path(path)
+    if world == 1: return path
+    suffixes = "".join(path.suffixes)
+    return path.with_name(f"{path.name[:len(path.name) - len(suffixes)]}.rank{rank}{suffixes}")
+
+
+class StepProfiler:
+    """`torch.profiler` over the `steps` optimizer steps that end with step `warm` (after one profiler warm-up step). Use it
+    as a context around the loop and call `step()` after every optimizer step; then `rows` holds their `kernel_times`, and
+    `trace`, if given, their Chrome trace."""
+    def __init__(self, steps: int, warm: int, device: torch.device, trace: str | os.PathLike | None = None):
+        if not 0 < steps < warm:
+            raise ValueError(f"train.profile_steps = {steps}: this run has {warm} step(s) before the timed ones, and profiling "
+                             f"needs {steps + 1} (raise train.max_steps or train.throughput_warmup)")
+        self.steps, self.on_device, self.trace, self.rows = steps, device.type == "cuda", trace, None
+        self.prof = torch.profiler.profile(
+            activities=[ProfilerActivity.CPU] + [ProfilerActivity.CUDA] * self.on_device, on_trace_ready=self._ready,
+            schedule=torch.profiler.schedule(wait=warm - steps - 1, warmup=1, active=steps, repeat=1))
+
+    def _ready(self, prof):
+        self.rows = kernel_times(prof.key_averages(), self.steps, self.on_device)
+        if self.trace is None: return
+        with atomic_path(self.trace) as tmp:
+            gz = tmp.with_name(tmp.name + "".join(Path(self.trace).suffixes))  # export_chrome_trace gzips by the name's suffix
+            try:
+                prof.export_chrome_trace(str(gz))
+                os.replace(gz, tmp)
+            finally: gz.unlink(missing_ok=True)
+
+    def __enter__(self): self.prof.start(); return self
+    def __exit__(self, *exc): self.prof.stop()
+    def step(self): self.prof.step()
+
 # %% ../nbs/04_train.ipynb #c039
 def _param_groups(params: Iterable[torch.Tensor], weight_decay: float) -> list[dict]:
     "AdamW groups of the trainable `params`: matrices decay; biases and norm scales (1-d) do not."
@@ -1006,47 +1065,51 @@ def _fit(model, train_dataset, collate_fn, cfg: TrainConfig, eval_fn, trainable)
     step_module.train()
     bar = tqdm(total=max_steps, initial=start, desc="train", disable=None if accelerator.is_main_process else True)
     step, window, terms_window = start, torch.zeros((), device=accelerator.device), {}
-    for batch, n_tok, n_smp in _stream(accelerator, loader, sampler, generator, cfg.seed, start * cfg.grad_accum):
-        if step >= max_steps: break
-        if resident: batch = resident.batch(batch)
-        with accelerator.accumulate(step_module):
-            out = step_module(**batch)
-            loss, terms = out["loss"] if isinstance(out, Mapping) else out.loss, _loss_terms(out)
-            del out  # its logits (GBs for a 151k vocabulary) must not live on into the next step's forward
-            accelerator.backward(loss)
-            if master and (accelerator.sync_gradients or accelerator.num_processes == 1):
-                master.grads_to_master()  # fp32 sums over micro-batches; under DDP's no_sync they wait on the model for the allreduce
-            window += loss.detach().float()
-            for k, v in terms.items(): terms_window[k] = terms_window.get(k, 0) + v.detach().float()
-            if accelerator.sync_gradients:
-                gnorm = accelerator.clip_grad_norm_(opt_params, cfg.max_grad_norm or math.inf)
-                lr = optimizer.param_groups[0]["lr"]
-                optimizer.step()
-                skipped = accelerator.optimizer_step_was_skipped  # a host read only under fp16 loss scaling
-                if not skipped:
-                    scheduler.step()
-                    if master: master.copy_to_model()
-                optimizer.zero_grad(set_to_none=True)
-        if t_measure is not None: seen["tokens"] += n_tok; seen["samples"] += n_smp
-        if not accelerator.sync_gradients: continue
-        step += 1
-        guard.update(step, skipped)
-        pending.append(window / cfg.grad_accum)
-        pending_gn.append(gnorm.detach().float() if isinstance(gnorm, torch.Tensor) else None)
-        for k, v in terms_window.items(): pending_terms.setdefault(k, []).append(v / cfg.grad_accum)
-        window, terms_window = torch.zeros((), device=accelerator.device), {}
-        hist["lr"].append(lr)
-        if ema is not None: ema.update()
-        if t_measure is None and step - start == warm: t_measure = time.perf_counter()
-        bar.update(1)
-        if step % cfg.log_every == 0 or step == max_steps:
-            flush()
-            rate = seen["tokens"] * accelerator.num_processes / (time.perf_counter() - t_measure) if seen["tokens"] else 0.0
-            bar.set_postfix(loss=f"{hist['loss'][-1]:.4f}", lr=f"{lr:.2e}", tok_s=f"{rate:,.0f}")
-            eta = (time.perf_counter() - t_start) / (step - start) * (max_steps - step)
-            accelerator.print(f"step {step}/{max_steps} loss {hist['loss'][-1]:.4f} lr {lr:.3e} {rate:,.0f} tok/s eta {_hms(eta)}")
-        if cfg.save_every and (step % cfg.save_every == 0 or step == max_steps): checkpoint(step)
-        if eval_fn is not None and cfg.eval_every and step % cfg.eval_every == 0: evaluate(step)
+    trace = cfg.profile_trace and rank_path(cfg.profile_trace, accelerator.process_index, accelerator.num_processes)
+    profiler = StepProfiler(cfg.profile_steps, warm, accelerator.device, trace) if cfg.profile_steps else None
+    with profiler or nullcontext():
+        for batch, n_tok, n_smp in _stream(accelerator, loader, sampler, generator, cfg.seed, start * cfg.grad_accum):
+            if step >= max_steps: break
+            if resident: batch = resident.batch(batch)
+            with accelerator.accumulate(step_module):
+                out = step_module(**batch)
+                loss, terms = out["loss"] if isinstance(out, Mapping) else out.loss, _loss_terms(out)
+                del out  # its logits (GBs for a 151k vocabulary) must not live on into the next step's forward
+                accelerator.backward(loss)
+                if master and (accelerator.sync_gradients or accelerator.num_processes == 1):
+                    master.grads_to_master()  # fp32 sums over micro-batches; under DDP's no_sync they wait on the model for the allreduce
+                window += loss.detach().float()
+                for k, v in terms.items(): terms_window[k] = terms_window.get(k, 0) + v.detach().float()
+                if accelerator.sync_gradients:
+                    gnorm = accelerator.clip_grad_norm_(opt_params, cfg.max_grad_norm or math.inf)
+                    lr = optimizer.param_groups[0]["lr"]
+                    optimizer.step()
+                    skipped = accelerator.optimizer_step_was_skipped  # a host read only under fp16 loss scaling
+                    if not skipped:
+                        scheduler.step()
+                        if master: master.copy_to_model()
+                    optimizer.zero_grad(set_to_none=True)
+            if t_measure is not None: seen["tokens"] += n_tok; seen["samples"] += n_smp
+            if not accelerator.sync_gradients: continue
+            step += 1
+            guard.update(step, skipped)
+            pending.append(window / cfg.grad_accum)
+            pending_gn.append(gnorm.detach().float() if isinstance(gnorm, torch.Tensor) else None)
+            for k, v in terms_window.items(): pending_terms.setdefault(k, []).append(v / cfg.grad_accum)
+            window, terms_window = torch.zeros((), device=accelerator.device), {}
+            hist["lr"].append(lr)
+            if ema is not None: ema.update()
+            if profiler: profiler.step()  # before the timing starts: the last profiled step's processing is not timed
+            if t_measure is None and step - start == warm: t_measure = time.perf_counter()
+            bar.update(1)
+            if step % cfg.log_every == 0 or step == max_steps:
+                flush()
+                rate = seen["tokens"] * accelerator.num_processes / (time.perf_counter() - t_measure) if seen["tokens"] else 0.0
+                bar.set_postfix(loss=f"{hist['loss'][-1]:.4f}", lr=f"{lr:.2e}", tok_s=f"{rate:,.0f}")
+                eta = (time.perf_counter() - t_start) / (step - start) * (max_steps - step)
+                accelerator.print(f"step {step}/{max_steps} loss {hist['loss'][-1]:.4f} lr {lr:.3e} {rate:,.0f} tok/s eta {_hms(eta)}")
+            if cfg.save_every and (step % cfg.save_every == 0 or step == max_steps): checkpoint(step)
+            if eval_fn is not None and cfg.eval_every and step % cfg.eval_every == 0: evaluate(step)
     bar.close()
     flush()
     if eval_fn is not None and not (hist["evals"] and hist["evals"][-1]["step"] == step): evaluate(step)
@@ -1060,7 +1123,8 @@ def _fit(model, train_dataset, collate_fn, cfg: TrainConfig, eval_fn, trainable)
             "lr_history": hist["lr"], "grad_norm_history": hist["grad_norm"], "loss_terms_history": hist.get("loss_terms", {}),
             "skipped_steps": guard.skipped, "loss_scale": loss_scale, "evals": hist["evals"], "checkpoints": checkpoints,
             "tokens_per_s": tokens / elapsed, "samples_per_s": samples / elapsed, "throughput_from_step": start + warm,
-            "wall_time_s": time.perf_counter() - t_start, "num_processes": accelerator.num_processes}
+            "wall_time_s": time.perf_counter() - t_start, "num_processes": accelerator.num_processes,
+            "profile": profiler.rows if profiler else None}
 
 # %% ../nbs/04_train.ipynb #c051
 def write_metrics(metrics: Mapping, path: str | os.PathLike | None = None) -> Path | None:
