@@ -34,12 +34,13 @@ __all__ = ['SCHEDULES', 'PRECISIONS', 'BACKENDS', 'PARAM_DTYPES', 'MASTER_WEIGHT
            'check_distributed', 'accelerator_kwargs', 'lr_factor', 'epoch_seed', 'EpochSampler', 'batch_samples',
            'batch_tokens', 'select_trainable', 'save_tensor_state', 'load_tensor_state', 'EMA', 'list_checkpoints',
            'resolve_checkpoint', 'check_resumable', 'save_checkpoint', 'cast_params_', 'input_embedding_names',
-           'MasterWeights', 'liger_chunk_rows', 'liger_chunk_mem', 'linear_cross_entropy', 'causal_lm_parts',
-           'HiddenStateLoss', 'no_kv_cache', 'compile_blocks', 'checkpoint_vision', 'prepare_levers', 'rope_model',
-           'sample_positions', 'PositionedDataset', 'PositionedCollate', 'check_placeholders', 'positioned_data',
-           'segment_attention', 'whole_image_features', 'unchecked_placeholders', 'batch_vision_attention',
-           'sample_dim', 'DeviceData', 'TrainingDiverged', 'first_nonfinite', 'failure_record', 'diverged_message',
-           'SkipGuard', 'output_lock', 'kernel_times', 'rank_path', 'StepProfiler', 'fit', 'write_metrics']
+           'MasterWeights', 'liger_chunk_rows', 'liger_chunk_mem', 'autocast_once', 'linear_cross_entropy',
+           'causal_lm_parts', 'HiddenStateLoss', 'no_kv_cache', 'compile_blocks', 'checkpoint_vision', 'prepare_levers',
+           'rope_model', 'sample_positions', 'PositionedDataset', 'PositionedCollate', 'check_placeholders',
+           'positioned_data', 'segment_attention', 'whole_image_features', 'unchecked_placeholders',
+           'batch_vision_attention', 'sample_dim', 'DeviceData', 'TrainingDiverged', 'first_nonfinite',
+           'failure_record', 'diverged_message', 'SkipGuard', 'output_lock', 'kernel_times', 'rank_path',
+           'StepProfiler', 'fit', 'write_metrics']
 
 # %% ../nbs/04_train.ipynb #c008
 SCHEDULES = ("constant", "linear", "cosine")
@@ -514,10 +515,18 @@ def liger_chunk_mem(want: int, rows: int, vocab: int, hidden: int) -> int:
     return next(c for c in range(1, -(-vocab // hidden) + 1) if liger_chunk_rows(c, rows, vocab, hidden) >= min(want, rows))
 
 
+def autocast_once(*ts: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    "`ts`, each fp32 one cast (differentiably) to the autocast dtype where autocast is on for its device."
+    dev = ts[0].device.type
+    if not torch.is_autocast_enabled(dev): return ts
+    return tuple(t.to(torch.get_autocast_dtype(dev)) if t.dtype == torch.float32 else t for t in ts)
+
+
 def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, impl: str = "chunked",
                          chunk: int = 0) -> torch.Tensor:
     """Mean cross-entropy of the logits `hidden @ weight.T` (rows × vocab, never held whole) against `labels` (-100: ignored),
     `chunk` rows of logits at a time (0: 4096 for `chunked`, Liger's own bound for `liger`)."""
+    hidden, weight = autocast_once(hidden, weight)  # once: autocast would cast each chunk's `weight.T` anew (it caches no views)
     if impl == "chunked": return _ChunkedLinearCE.apply(hidden, weight, labels, chunk or 4096)
     if impl == "liger":
         if importlib.util.find_spec("liger_kernel") is None:
@@ -599,10 +608,10 @@ def prepare_levers(model: torch.nn.Module, cfg: TrainConfig, device: torch.devic
     if cfg.vision_checkpointing: checkpoint_vision(model)
     master = None
     if cfg.param_dtype == "bf16":
-        cast_params_(model, torch.bfloat16, matrices_only=cfg.fp32_vectors, keep=input_embedding_names(model) if cfg.fp32_embeddings else ())
         if cfg.master_weights == "fp32":
             if device is not None: model.to(device)
-            master = MasterWeights({n: p for n, p in model.named_parameters() if p.requires_grad})
+            master = MasterWeights({n: p for n, p in model.named_parameters() if p.requires_grad})  # before the cast: unrounded
+        cast_params_(model, torch.bfloat16, matrices_only=cfg.fp32_vectors, keep=input_embedding_names(model) if cfg.fp32_embeddings else ())
     if cfg.precompute_positions: batch_vision_attention(model); whole_image_features(model); unchecked_placeholders(model)
     if cfg.compile == "layers": compile_blocks(model, cfg.compile_mode)
     step_module = model if cfg.loss_impl == "model" else HiddenStateLoss(model, cfg.loss_impl, cfg.loss_chunk_rows)
